@@ -1,0 +1,1 @@
+//! Drives `nethealth-oidc-core` over ureq (being written).
