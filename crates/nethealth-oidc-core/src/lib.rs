@@ -27,6 +27,7 @@
 //! redacted.
 
 pub mod authorize;
+pub mod client;
 pub mod discovery;
 pub mod end_session;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod token;
 pub mod userinfo;
 pub mod wire;
 
+pub use client::{ClientConfig, TokenAuthMethod};
 pub use error::{BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError};
 pub use scope::{GrantedScopes, ScopeSource, Scopes};
 pub use time::UnixTime;
