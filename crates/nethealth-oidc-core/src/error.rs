@@ -506,3 +506,54 @@ mod tests {
         assert_eq!(truncate("abc", 3), "abc");
     }
 }
+
+/// A request that could not be carried: reported by a transport crate, in terms that name no HTTP client.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No connection could be made; the request never reached the server.
+    #[error(
+        "could not connect to {endpoint} ({reason}); check the URL, DNS and proxy settings, and that the provider is up"
+    )]
+    Connect {
+        /// Where the request was going.
+        endpoint: Endpoint,
+        /// What the HTTP client said.
+        reason: String,
+    },
+    /// No complete answer came in time.
+    #[error("{endpoint} did not answer within {}s; the provider is slow or down: try again later", timeout.as_secs_f32())]
+    Timeout {
+        /// Where the request was going.
+        endpoint: Endpoint,
+        /// The timeout that ran out.
+        timeout: std::time::Duration,
+    },
+    /// The body was larger than the limit; it was not read to the end.
+    #[error(
+        "{endpoint} sent a body larger than the {limit}-byte limit; the provider is misbehaving (raise the limit only if you trust it)"
+    )]
+    BodyTooLarge {
+        /// Where the response came from.
+        endpoint: Endpoint,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The request could not be built or sent for another reason (TLS, a reset connection, a bad header).
+    #[error(
+        "the request to {endpoint} failed ({reason}); try again later, or check the TLS and proxy settings"
+    )]
+    Io {
+        /// Where the request was going.
+        endpoint: Endpoint,
+        /// What the HTTP client said.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// Whether the request surely never reached the server (so even a one-shot request may be sent again).
+    pub fn never_sent(&self) -> bool {
+        matches!(self, TransportError::Connect { .. })
+    }
+}

@@ -36,6 +36,7 @@ pub mod introspection;
 pub mod jwks;
 pub mod lifecycle;
 pub mod registration;
+pub mod retry;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
@@ -45,7 +46,7 @@ pub mod userinfo;
 pub mod wire;
 
 pub use client::{ClientConfig, TokenAuthMethod};
-pub use error::{BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError};
+pub use error::{BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError, TransportError};
 pub use scope::{GrantedScopes, ScopeSource, Scopes};
 pub use time::UnixTime;
 

@@ -1,0 +1,237 @@
+//! When to retry a request: a pure policy that both transports follow.
+//!
+//! Only requests that are safe to repeat are retried after they may have reached the server: discovery, JWKS and
+//! userinfo ([`RequestKind::Idempotent`]). A code exchange or a refresh ([`RequestKind::OneShot`]) is retried only when
+//! the connection was never made, because a rotated refresh token can be spent only once: sending it twice can log
+//! the user out.
+//!
+//! The policy draws no randomness and reads no clock: the caller passes a jitter value in `[0, 1)`.
+
+use std::time::Duration;
+
+use http::Response;
+use http::header::RETRY_AFTER;
+
+/// Whether a request may be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// Safe to repeat (GET of discovery, JWKS, userinfo; revocation too, which RFC 7009 makes idempotent).
+    Idempotent,
+    /// Must not be repeated once it may have reached the server (code exchange, refresh, registration).
+    OneShot,
+}
+
+/// What happened on one attempt, as far as retrying cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The connection could not be made: the request never reached the server.
+    ConnectFailed,
+    /// The request may have reached the server, but no full response came back (timeout, reset, bad body).
+    NoResponse,
+    /// A response with this status and, when sent, a `Retry-After` in seconds.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// `Retry-After`, in seconds, when it was sent as a number.
+        retry_after: Option<u64>,
+    },
+}
+
+impl Outcome {
+    /// The outcome of a response.
+    pub fn of_response<B>(response: &Response<B>) -> Outcome {
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Outcome::Status {
+            status: response.status().as_u16(),
+            retry_after,
+        }
+    }
+}
+
+/// Retries with exponential backoff and full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// How many attempts in all, the first included. `1` turns retrying off.
+    pub max_attempts: u32,
+    /// The backoff before the second attempt; it doubles each time.
+    pub base_delay: Duration,
+    /// The longest wait between attempts. A `Retry-After` longer than this is not waited for: the error goes back
+    /// to the caller instead of hanging.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all.
+    pub const NEVER: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        base_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+
+    /// After attempt number `attempt` (1-based) ended in `outcome`, how long to wait before the next one; `None`
+    /// means do not retry. `jitter` is a number in `[0, 1)` that the caller draws; values outside are clamped.
+    pub fn next_delay(
+        &self,
+        kind: RequestKind,
+        attempt: u32,
+        outcome: Outcome,
+        jitter: f64,
+    ) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let retryable = match (kind, outcome) {
+            (_, Outcome::ConnectFailed) => true,
+            (RequestKind::OneShot, _) => false,
+            (RequestKind::Idempotent, Outcome::NoResponse) => true,
+            (RequestKind::Idempotent, Outcome::Status { status, .. }) => {
+                status == 429 || (500..600).contains(&status)
+            }
+        };
+        if !retryable {
+            return None;
+        }
+        if let Outcome::Status {
+            retry_after: Some(secs),
+            ..
+        } = outcome
+        {
+            let wanted = Duration::from_secs(secs);
+            return (wanted <= self.max_delay).then_some(wanted);
+        }
+        let exp = self.base_delay.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        let cap = exp.min(self.max_delay);
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        // Full jitter, but never less than half the backoff, so that retries do not bunch at zero.
+        Some(cap.mul_f64(0.5 + jitter / 2.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: RetryPolicy = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(2),
+    };
+
+    fn status(status: u16, retry_after: Option<u64>) -> Outcome {
+        Outcome::Status {
+            status,
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn one_shot_requests_retry_only_when_never_sent() {
+        assert!(
+            P.next_delay(RequestKind::OneShot, 1, Outcome::ConnectFailed, 0.0)
+                .is_some()
+        );
+        assert_eq!(
+            P.next_delay(RequestKind::OneShot, 1, Outcome::NoResponse, 0.0),
+            None
+        );
+        assert_eq!(
+            P.next_delay(RequestKind::OneShot, 1, status(503, None), 0.0),
+            None
+        );
+        assert_eq!(
+            P.next_delay(RequestKind::OneShot, 1, status(429, Some(1)), 0.0),
+            None
+        );
+    }
+
+    #[test]
+    fn idempotent_requests_retry_on_5xx_429_and_timeouts() {
+        for o in [
+            status(500, None),
+            status(503, None),
+            status(429, None),
+            Outcome::NoResponse,
+        ] {
+            assert!(
+                P.next_delay(RequestKind::Idempotent, 1, o, 0.3).is_some(),
+                "{o:?}"
+            );
+        }
+        for o in [
+            status(400, None),
+            status(401, None),
+            status(404, None),
+            status(200, None),
+            status(302, None),
+        ] {
+            assert_eq!(
+                P.next_delay(RequestKind::Idempotent, 1, o, 0.3),
+                None,
+                "{o:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let d = |attempt, j| {
+            P.next_delay(RequestKind::Idempotent, attempt, status(503, None), j)
+                .unwrap()
+        };
+        assert_eq!(d(1, 0.0), Duration::from_millis(50));
+        assert_eq!(d(1, 1.0), Duration::from_millis(100));
+        assert_eq!(d(2, 1.0), Duration::from_millis(200));
+        assert_eq!(d(3, 1.0), Duration::from_millis(400));
+        assert_eq!(
+            P.next_delay(RequestKind::Idempotent, 4, status(503, None), 1.0),
+            None
+        );
+        let big = RetryPolicy {
+            max_attempts: u32::MAX,
+            ..P
+        };
+        assert_eq!(
+            big.next_delay(RequestKind::Idempotent, 200, status(503, None), f64::NAN),
+            Some(Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        assert_eq!(
+            P.next_delay(RequestKind::Idempotent, 1, status(429, Some(1)), 0.9),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            P.next_delay(RequestKind::Idempotent, 1, status(429, Some(3600)), 0.9),
+            None
+        );
+        let r = Response::builder()
+            .status(429)
+            .header(RETRY_AFTER, " 7 ")
+            .body(())
+            .unwrap();
+        assert_eq!(Outcome::of_response(&r), status(429, Some(7)));
+    }
+}
