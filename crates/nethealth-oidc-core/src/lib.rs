@@ -40,6 +40,7 @@ pub mod retry;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
+
 pub mod time;
 pub mod token;
 pub mod userinfo;

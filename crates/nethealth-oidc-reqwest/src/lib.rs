@@ -1,1 +1,235 @@
-//! Drives `nethealth-oidc-core` over reqwest (being written).
+//! # nethealth-oidc-reqwest
+//!
+//! The async transport of nethealth-oidc. It carries the `http::Request<Vec<u8>>` values that
+//! `nethealth-oidc-core` builds and hands back `http::Response<Vec<u8>>` values for it to parse, over a
+//! [`reqwest::Client`] on tokio.
+//!
+//! Every client it builds has these safety settings, including one built from the caller's
+//! [`reqwest::ClientBuilder`]:
+//! - redirects are off (reqwest follows them unless its policy is `none`; a redirect is an error in the core);
+//! - a connect timeout, and a timeout on each whole exchange;
+//! - a body limit, so that a hostile server cannot make the client read a gigabyte;
+//! - retries with backoff and jitter only where [`RequestKind`] allows them (see
+//!   [`nethealth_oidc_core::retry`]).
+//!
+//! Tracing spans carry the endpoint, method, host and path; never a query, a header or a body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use nethealth_oidc_core::retry::{Outcome, RequestKind, RetryPolicy};
+use nethealth_oidc_core::{Endpoint, TransportError};
+use tracing::Instrument;
+
+pub use reqwest;
+
+/// Timeouts, the body limit and the retry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// The whole exchange, body included. Default 30 s.
+    pub timeout: Duration,
+    /// Making the connection, TLS included. Default 10 s.
+    pub connect_timeout: Duration,
+    /// The largest body read, in bytes. Default 1 MiB; larger bodies are refused, not truncated.
+    pub max_body_bytes: usize,
+    /// When to retry.
+    pub retry: RetryPolicy,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Sets the overall timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the body limit.
+    pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// An async HTTP client with nethealth-oidc's safety settings. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    config: Arc<TransportConfig>,
+}
+
+impl HttpClient {
+    /// A client with its own connection pool.
+    pub fn new(config: TransportConfig) -> Result<Self, TransportError> {
+        HttpClient::from_builder(reqwest::Client::builder(), config)
+    }
+
+    /// A client from the caller's builder (for proxies, custom CAs or mTLS), with the safety settings applied on
+    /// top: redirects off and the configured timeouts.
+    pub fn from_builder(
+        builder: reqwest::ClientBuilder,
+        config: TransportConfig,
+    ) -> Result<Self, TransportError> {
+        let client = builder
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| TransportError::Io {
+                endpoint: Endpoint::Discovery,
+                reason: format!("could not build the HTTP client: {e}"),
+            })?;
+        Ok(HttpClient {
+            client,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// The underlying client, for calls of the application's own.
+    pub fn reqwest_client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends `request` to `endpoint`, retrying as `kind` and the policy allow, and reads the body up to the limit.
+    pub async fn send(
+        &self,
+        endpoint: Endpoint,
+        kind: RequestKind,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, TransportError> {
+        let span = tracing::debug_span!(
+            "nethealth_oidc.http",
+            ?endpoint,
+            method = %request.method(),
+            host = request.uri().host().unwrap_or(""),
+            path = request.uri().path(),
+        );
+        async move {
+            let mut attempt = 1;
+            loop {
+                let result = self.send_once(endpoint, request.clone()).await;
+                let outcome = match &result {
+                    Ok(response) => Outcome::of_response(response),
+                    Err(e) if e.never_sent() => Outcome::ConnectFailed,
+                    Err(_) => Outcome::NoResponse,
+                };
+                match &result {
+                    Ok(r) => tracing::debug!(attempt, status = r.status().as_u16(), "response"),
+                    Err(e) => tracing::debug!(attempt, error = %e, "no response"),
+                }
+                let Some(delay) =
+                    self.config
+                        .retry
+                        .next_delay(kind, attempt, outcome, rand::random::<f64>())
+                else {
+                    return result;
+                };
+                tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn send_once(
+        &self,
+        endpoint: Endpoint,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, TransportError> {
+        let limit = self.config.max_body_bytes;
+        let request = reqwest::Request::try_from(request).map_err(|e| TransportError::Io {
+            endpoint,
+            reason: format!("the request could not be built: {e}"),
+        })?;
+        let mut response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| self.classify(endpoint, e))?;
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(TransportError::BodyTooLarge { endpoint, limit });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.classify(endpoint, e))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(TransportError::BodyTooLarge { endpoint, limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = Response::new(body);
+        *out.status_mut() = response.status();
+        *out.version_mut() = response.version();
+        *out.headers_mut() = std::mem::take(response.headers_mut());
+        Ok(out)
+    }
+
+    fn classify(&self, endpoint: Endpoint, error: reqwest::Error) -> TransportError {
+        if error.is_connect() {
+            TransportError::Connect {
+                endpoint,
+                reason: source_chain(error),
+            }
+        } else if error.is_timeout() {
+            TransportError::Timeout {
+                endpoint,
+                timeout: self.config.timeout,
+            }
+        } else {
+            TransportError::Io {
+                endpoint,
+                reason: source_chain(error),
+            }
+        }
+    }
+}
+
+/// The error and its sources in one line, without the URL (reqwest puts it in the message; ours may carry a query).
+fn source_chain(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,1 +1,242 @@
-//! Drives `nethealth-oidc-core` over ureq (being written).
+//! # nethealth-oidc-ureq
+//!
+//! The blocking transport of nethealth-oidc. It carries the `http::Request<Vec<u8>>` values that
+//! `nethealth-oidc-core` builds and hands back `http::Response<Vec<u8>>` values for it to parse, over a
+//! [`ureq::Agent`]. It never starts an async runtime, so it is safe to call from anywhere, including from inside one.
+//!
+//! Every request goes out with these safety settings, whatever agent the caller brings:
+//! - redirects are off (ureq follows ten by default; a redirect is an error in the core);
+//! - 4xx and 5xx are responses, not errors (ureq's default `http_status_as_error` would hide the OAuth error body);
+//! - a global and a connect timeout;
+//! - a body limit, so that a hostile server cannot make the client read a gigabyte;
+//! - retries with backoff and jitter only where [`RequestKind`] allows them (see
+//!   [`nethealth_oidc_core::retry`]).
+//!
+//! Tracing spans carry the endpoint, method, host and path; never a query, a header or a body.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use nethealth_oidc_core::retry::{Outcome, RequestKind, RetryPolicy};
+use nethealth_oidc_core::{Endpoint, TransportError};
+
+pub use ureq;
+
+/// Timeouts, the body limit and the retry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// The whole exchange, body included. Default 30 s.
+    pub timeout: Duration,
+    /// Making the connection, TLS included. Default 10 s.
+    pub connect_timeout: Duration,
+    /// The largest body read, in bytes. Default 1 MiB; larger bodies are refused, not truncated.
+    pub max_body_bytes: usize,
+    /// When to retry.
+    pub retry: RetryPolicy,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Sets the overall timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the body limit.
+    pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// A blocking HTTP client with nethealth-oidc's safety settings. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    agent: ureq::Agent,
+    config: Arc<TransportConfig>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient::new(TransportConfig::default())
+    }
+}
+
+impl HttpClient {
+    /// A client with its own agent.
+    pub fn new(config: TransportConfig) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(config.connect_timeout))
+            .build()
+            .new_agent();
+        HttpClient::with_agent(agent, config)
+    }
+
+    /// A client over the caller's agent (for proxies, custom CAs or mTLS). The safety settings are applied to each
+    /// request on top of the agent's own configuration.
+    pub fn with_agent(agent: ureq::Agent, config: TransportConfig) -> Self {
+        HttpClient {
+            agent,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// The underlying agent.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// Sends `request` to `endpoint`, retrying as `kind` and the policy allow, and reads the body up to the limit.
+    pub fn send(
+        &self,
+        endpoint: Endpoint,
+        kind: RequestKind,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, TransportError> {
+        let span = tracing::debug_span!(
+            "nethealth_oidc.http",
+            ?endpoint,
+            method = %request.method(),
+            host = request.uri().host().unwrap_or(""),
+            path = request.uri().path(),
+        );
+        let _entered = span.enter();
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(endpoint, request.clone());
+            let outcome = match &result {
+                Ok(response) => Outcome::of_response(response),
+                Err(e) if e.never_sent() => Outcome::ConnectFailed,
+                Err(_) => Outcome::NoResponse,
+            };
+            match &result {
+                Ok(r) => tracing::debug!(attempt, status = r.status().as_u16(), "response"),
+                Err(e) => tracing::debug!(attempt, error = %e, "no response"),
+            }
+            let Some(delay) =
+                self.config
+                    .retry
+                    .next_delay(kind, attempt, outcome, rand::random::<f64>())
+            else {
+                return result;
+            };
+            tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, "retrying");
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    fn send_once(
+        &self,
+        endpoint: Endpoint,
+        request: Request<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, TransportError> {
+        let limit = self.config.max_body_bytes;
+        let request = self
+            .agent
+            .configure_request(request)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(self.config.timeout))
+            .timeout_connect(Some(self.config.connect_timeout))
+            .build();
+        let response = self
+            .agent
+            .run(request)
+            .map_err(|e| self.classify(endpoint, e))?;
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(TransportError::BodyTooLarge { endpoint, limit });
+        }
+        let (parts, mut body) = response.into_parts();
+        let bytes = body
+            .with_config()
+            .limit(limit as u64)
+            .read_to_vec()
+            .map_err(|e| self.classify(endpoint, e))?;
+        Ok(Response::from_parts(parts, bytes))
+    }
+
+    fn classify(&self, endpoint: Endpoint, error: ureq::Error) -> TransportError {
+        use ureq::Error as E;
+        match error {
+            E::BodyExceedsLimit(_) => TransportError::BodyTooLarge {
+                endpoint,
+                limit: self.config.max_body_bytes,
+            },
+            E::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+                TransportError::Connect {
+                    endpoint,
+                    reason: "connect timed out".into(),
+                }
+            }
+            E::Timeout(_) => TransportError::Timeout {
+                endpoint,
+                timeout: self.config.timeout,
+            },
+            E::HostNotFound | E::ConnectionFailed => TransportError::Connect {
+                endpoint,
+                reason: error.to_string(),
+            },
+            E::Io(ref e) if is_connect_error(e) => TransportError::Connect {
+                endpoint,
+                reason: e.kind().to_string(),
+            },
+            E::Io(ref e) if e.kind() == io::ErrorKind::TimedOut => TransportError::Timeout {
+                endpoint,
+                timeout: self.config.timeout,
+            },
+            other => TransportError::Io {
+                endpoint,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+fn is_connect_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::AddrNotAvailable
+            | io::ErrorKind::HostUnreachable
+    )
+}

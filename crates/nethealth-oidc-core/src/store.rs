@@ -1,0 +1,135 @@
+//! Where a session keeps its token set: the [`TokenStore`] trait and an in-memory store.
+//!
+//! The trait lives in the core so that every driver and every store agree on it; the file store, which touches the
+//! disk, lives in `nethealth-oidc-store`. A store holds a [`TokenSet`]: the tokens, their expiry and the granted
+//! scopes — never the client secret. Drivers persist a rotated refresh token **before** they hand out the new access
+//! token; if [`TokenStore::save`] fails, the caller gets the error and the stored set is still the old one.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::lifecycle::TokenSet;
+
+/// Why the store could not do what was asked.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The operating system refused a file operation.
+    #[error("could not {action} {path}: {reason}; check the path and its permissions")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The file exists but does not hold a token set (truncated, edited, or not ours). It is left as it is.
+    #[error("the token file {path} is corrupt ({reason}); it was left untouched: move it away or delete it, then log in again")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The file was written by a newer version of this library.
+    #[error("the token file {path} has format version {found}, which this version cannot read; upgrade nethealth-oidc or log in again with another file")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// The token set could not be serialized.
+    #[error("the token set could not be serialized ({0}); this is a bug: please report it")]
+    Serialize(String),
+    /// Another store-specific failure (for stores outside this crate).
+    #[error("the token store failed: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// An [`StoreError::Io`] for `path`.
+    pub fn io(action: &'static str, path: &Path, e: &std::io::Error) -> Self {
+        StoreError::Io {
+            action,
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// A held store lock; the lock is released when this is dropped.
+pub struct StoreGuard {
+    _held: Option<Box<dyn Any + Send>>,
+}
+
+impl StoreGuard {
+    /// A guard that holds nothing (for stores with no cross-process lock).
+    pub fn none() -> Self {
+        StoreGuard { _held: None }
+    }
+
+    /// A guard that keeps `held` alive (a locked file, a mutex guard ...) until dropped.
+    pub fn holding(held: impl Any + Send) -> Self {
+        StoreGuard {
+            _held: Some(Box::new(held)),
+        }
+    }
+}
+
+impl fmt::Debug for StoreGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreGuard").field("held", &self._held.is_some()).finish()
+    }
+}
+
+/// Where a session keeps its token set.
+///
+/// Implementations must make [`save`](TokenStore::save) atomic: after an error, [`load`](TokenStore::load) returns
+/// the old set.
+pub trait TokenStore: Send + Sync + fmt::Debug {
+    /// The stored set, or `None` when nothing is stored.
+    fn load(&self) -> Result<Option<TokenSet>, StoreError>;
+    /// Replaces the stored set.
+    fn save(&self, set: &TokenSet) -> Result<(), StoreError>;
+    /// Forgets the stored set (on logout or revocation).
+    fn clear(&self) -> Result<(), StoreError>;
+    /// Takes the store's exclusive lock across processes, waiting for it. A session holds it around a refresh, and
+    /// re-reads the store under it: another process may have refreshed already. The default holds nothing.
+    fn lock(&self) -> Result<StoreGuard, StoreError> {
+        Ok(StoreGuard::none())
+    }
+}
+
+/// Keeps the token set in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    set: Mutex<Option<TokenSet>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        Ok(self.set.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    fn save(&self, set: &TokenSet) -> Result<(), StoreError> {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = Some(set.clone());
+        Ok(())
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        *self.set.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
+    }
+}
+
