@@ -77,9 +77,109 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
+/// A speed target: `bench` must cost at most `max_ratio` times `baseline` (both in criterion group `group`).
+struct RatioCheck {
+    group: &'static str,
+    bench: &'static str,
+    baseline: &'static str,
+    max_ratio: f64,
+    what: &'static str,
+}
+
+/// Every speed target `cargo xtask bench` enforces. Add a row to add a check.
+const RATIO_CHECKS: &[RatioCheck] = &[RatioCheck {
+    group: "id_token",
+    bench: "nethealth_id_token_verify",
+    baseline: "raw_aws_lc_rs_rsa2048_verify",
+    max_ratio: 1.2,
+    what: "RS256 ID-token verify vs raw aws-lc-rs RSA-2048 PKCS#1 SHA-256 verify",
+}];
+
+/// Runs the benches, then checks every [`RATIO_CHECKS`] row against criterion's median estimates.
 fn bench(extra: &[String]) -> Result<(), String> {
     let cargo = cargo();
+    let started = std::time::SystemTime::now();
     let mut args = vec!["bench", "--workspace", "--locked"];
     args.extend(extra.iter().map(String::as_str));
-    run(&cargo, &args, &[])
+    run(&cargo, &args, &[])?;
+
+    let criterion = target_dir().join("criterion");
+    let mut failures = Vec::new();
+    for check in RATIO_CHECKS {
+        let measured = median_ns(&criterion, check.group, check.bench, started).and_then(|b| {
+            Ok((
+                b,
+                median_ns(&criterion, check.group, check.baseline, started)?,
+            ))
+        });
+        match measured {
+            Ok((bench_ns, baseline_ns)) => {
+                let ratio = bench_ns / baseline_ns;
+                let verdict = if ratio <= check.max_ratio {
+                    "ok"
+                } else {
+                    "TOO SLOW"
+                };
+                println!(
+                    "{}/{}: {bench_ns:.0} ns vs {}: {baseline_ns:.0} ns = {ratio:.3}x (target <= {:.2}x) {verdict}  [{}]",
+                    check.group, check.bench, check.baseline, check.max_ratio, check.what
+                );
+                if ratio > check.max_ratio {
+                    failures.push(format!(
+                        "{}/{} is {ratio:.3}x {} (target <= {:.2}x)",
+                        check.group, check.bench, check.baseline, check.max_ratio
+                    ));
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("speed targets missed: {}", failures.join("; ")))
+    }
+}
+
+/// The target directory: `CARGO_TARGET_DIR` (relative to the current directory, as cargo reads it), else the
+/// workspace's `target/`.
+fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(|root| root.join("target"))
+            .unwrap_or_else(|| std::path::PathBuf::from("target")),
+    }
+}
+
+/// The median time of one bench, in nanoseconds, from `criterion/<group>/<bench>/new/estimates.json`. An estimate
+/// older than this run is refused, so that a filtered run never passes on stale numbers.
+fn median_ns(
+    criterion: &std::path::Path,
+    group: &str,
+    bench: &str,
+    started: std::time::SystemTime,
+) -> Result<f64, String> {
+    let path = criterion
+        .join(group)
+        .join(bench)
+        .join("new")
+        .join("estimates.json");
+    let shown = path.display();
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("no estimate at {shown} ({e}): did bench `{group}/{bench}` run?"))?;
+    if modified < started {
+        return Err(format!(
+            "the estimate at {shown} predates this run: bench `{group}/{bench}` did not run (filtered out?)"
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{shown} is not JSON: {e}"))?;
+    json["median"]["point_estimate"]
+        .as_f64()
+        .filter(|ns| *ns > 0.0)
+        .ok_or_else(|| format!("{shown} has no positive median.point_estimate"))
 }

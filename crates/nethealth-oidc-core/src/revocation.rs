@@ -1,1 +1,234 @@
-//! (being written)
+//! Token revocation (RFC 7009): the request, its parser, and the client authentication it shares with
+//! introspection.
+//!
+//! Revoke the refresh token at logout: at IdentityServer3 that also ends the grant. The provider answers 200
+//! whether or not the token was valid (RFC 7009 §2.2), so success says only that the provider no longer honours it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderValue, Request, Response};
+use url::Url;
+
+use crate::client::{ClientConfig, TokenAuthMethod};
+use crate::error::{Endpoint, ResponseError};
+use crate::secret::{AccessToken, RefreshToken};
+use crate::wire;
+
+/// A token to revoke or introspect, which also names its `token_type_hint`.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum TokenRef<'a> {
+    /// An access token (`token_type_hint=access_token`).
+    Access(&'a AccessToken),
+    /// A refresh token (`token_type_hint=refresh_token`).
+    Refresh(&'a RefreshToken),
+}
+
+impl TokenRef<'_> {
+    /// The token itself.
+    pub(crate) fn secret(&self) -> &str {
+        match self {
+            TokenRef::Access(t) => t.expose_secret(),
+            TokenRef::Refresh(t) => t.expose_secret(),
+        }
+    }
+
+    /// The RFC 7009 `token_type_hint`.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            TokenRef::Access(_) => "access_token",
+            TokenRef::Refresh(_) => "refresh_token",
+        }
+    }
+}
+
+/// Why a revocation or introspection request could not be built.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientAuthError {
+    /// The auth method needs a client secret and the client has none.
+    #[error(
+        "{method} needs a client secret, and client `{client_id}` has none: configure its secret, or use auth method \
+         `none` for a public client"
+    )]
+    MissingSecret {
+        /// The client id.
+        client_id: String,
+        /// The auth method asked for.
+        method: &'static str,
+    },
+}
+
+/// The client authentication of a form POST: the `Authorization` header, and the pairs to add to the body.
+pub(crate) struct ClientAuth<'a> {
+    pub(crate) header: Option<HeaderValue>,
+    pub(crate) pairs: Vec<(&'static str, &'a str)>,
+}
+
+/// Authenticates `client` with `method`, as at the token endpoint: `client_secret_basic` sends HTTP Basic with the id
+/// and secret form-urlencoded first (RFC 6749 §2.3.1), `client_secret_post` puts both in the body, and `none` sends
+/// only `client_id`.
+pub(crate) fn client_auth(
+    client: &ClientConfig,
+    method: TokenAuthMethod,
+) -> Result<ClientAuth<'_>, ClientAuthError> {
+    let secret = || {
+        client
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| ClientAuthError::MissingSecret {
+                client_id: client.client_id.clone(),
+                method: method.as_str(),
+            })
+    };
+    match method {
+        TokenAuthMethod::ClientSecretBasic => {
+            let id: String =
+                url::form_urlencoded::byte_serialize(client.client_id.as_bytes()).collect();
+            let pw: String = url::form_urlencoded::byte_serialize(secret()?.as_bytes()).collect();
+            let mut header =
+                HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(format!("{id}:{pw}"))))
+                    .expect("base64 output is always a valid header value");
+            header.set_sensitive(true);
+            Ok(ClientAuth {
+                header: Some(header),
+                pairs: Vec::new(),
+            })
+        }
+        TokenAuthMethod::ClientSecretPost => Ok(ClientAuth {
+            header: None,
+            pairs: vec![
+                ("client_id", &client.client_id),
+                ("client_secret", secret()?),
+            ],
+        }),
+        TokenAuthMethod::None => Ok(ClientAuth {
+            header: None,
+            pairs: vec![("client_id", &client.client_id)],
+        }),
+    }
+}
+
+/// Builds an RFC 7009 form-POST with `token`, `token_type_hint` and the client authentication.
+pub(crate) fn token_form_request(
+    endpoint: &Url,
+    client: &ClientConfig,
+    method: TokenAuthMethod,
+    token: TokenRef<'_>,
+) -> Result<Request<Vec<u8>>, ClientAuthError> {
+    let auth = client_auth(client, method)?;
+    let pairs = [("token", token.secret()), ("token_type_hint", token.hint())]
+        .into_iter()
+        .chain(auth.pairs);
+    Ok(wire::post_form(endpoint, pairs, auth.header))
+}
+
+/// Builds the revocation request for `token`, authenticated with `method` (see [`ClientConfig`]).
+pub fn revocation_request(
+    endpoint: &Url,
+    client: &ClientConfig,
+    method: TokenAuthMethod,
+    token: TokenRef<'_>,
+) -> Result<Request<Vec<u8>>, ClientAuthError> {
+    token_form_request(endpoint, client, method, token)
+}
+
+/// Parses the revocation answer: 200 is success (the body is ignored); an error body such as
+/// `unsupported_token_type` is [`ResponseError::OAuth`]; a 503 is transient ([`ResponseError::is_transient`]).
+pub fn parse_revocation(response: &Response<Vec<u8>>) -> Result<(), ResponseError> {
+    wire::check_status(Endpoint::Revocation, response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::secret::ClientSecret;
+
+    fn endpoint() -> Url {
+        Url::parse("https://accounts.example.com/connect/revocation").unwrap()
+    }
+
+    #[test]
+    fn basic_auth_encodes_before_base64() {
+        // RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined and base64-encoded.
+        let client = ClientConfig::new("my client", Some(ClientSecret::new("p@ss:w/rd")));
+        let rt = RefreshToken::new("rt-1");
+        let r = revocation_request(
+            &endpoint(),
+            &client,
+            TokenAuthMethod::ClientSecretBasic,
+            TokenRef::Refresh(&rt),
+        )
+        .unwrap();
+        let auth = &r.headers()[http::header::AUTHORIZATION];
+        assert!(auth.is_sensitive());
+        assert_eq!(
+            auth,
+            &format!("Basic {}", STANDARD.encode("my+client:p%40ss%3Aw%2Frd"))
+        );
+        assert_eq!(r.body(), b"token=rt-1&token_type_hint=refresh_token");
+        assert_eq!(r.method(), http::Method::POST);
+    }
+
+    #[test]
+    fn post_and_none_auth() {
+        let client = ClientConfig::new("c", Some(ClientSecret::new("s&s")));
+        let at = AccessToken::new("at 1");
+        let r = revocation_request(
+            &endpoint(),
+            &client,
+            TokenAuthMethod::ClientSecretPost,
+            TokenRef::Access(&at),
+        )
+        .unwrap();
+        assert_eq!(
+            r.body(),
+            b"token=at+1&token_type_hint=access_token&client_id=c&client_secret=s%26s"
+        );
+        assert!(r.headers().get(http::header::AUTHORIZATION).is_none());
+        let r = revocation_request(
+            &endpoint(),
+            &client,
+            TokenAuthMethod::None,
+            TokenRef::Access(&at),
+        )
+        .unwrap();
+        assert_eq!(
+            r.body(),
+            b"token=at+1&token_type_hint=access_token&client_id=c"
+        );
+        let public = ClientConfig::new("c", None);
+        assert_eq!(
+            revocation_request(
+                &endpoint(),
+                &public,
+                TokenAuthMethod::ClientSecretBasic,
+                TokenRef::Access(&at)
+            )
+            .unwrap_err(),
+            ClientAuthError::MissingSecret {
+                client_id: "c".into(),
+                method: "client_secret_basic"
+            }
+        );
+    }
+
+    #[test]
+    fn answers() {
+        let resp = |status: u16, body: &str| {
+            Response::builder()
+                .status(status)
+                .body(body.as_bytes().to_vec())
+                .unwrap()
+        };
+        assert_eq!(parse_revocation(&resp(200, "")), Ok(()));
+        let e = parse_revocation(&resp(400, r#"{"error":"unsupported_token_type"}"#)).unwrap_err();
+        assert_eq!(
+            e.oauth_error().unwrap().code,
+            ErrorCode::UnsupportedTokenType
+        );
+        assert!(parse_revocation(&resp(503, "")).unwrap_err().is_transient());
+    }
+}
