@@ -9,9 +9,10 @@ use url::Url;
 
 use crate::client::{ClientConfig, TokenAuthMethod};
 use crate::error::{Endpoint, ResponseError};
-use crate::revocation::{ClientAuthError, TokenRef, token_form_request};
+use crate::revocation::{TokenRef, token_form_request};
 use crate::scope::Scopes;
 use crate::time::UnixTime;
+use crate::token::TokenRequestError;
 use crate::wire;
 
 /// An introspection answer.
@@ -132,7 +133,7 @@ pub fn introspection_request(
     client: &ClientConfig,
     method: TokenAuthMethod,
     token: TokenRef<'_>,
-) -> Result<http::Request<Vec<u8>>, ClientAuthError> {
+) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
     token_form_request(endpoint, client, method, token)
 }
 

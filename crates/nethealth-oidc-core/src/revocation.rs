@@ -1,17 +1,15 @@
-//! Token revocation (RFC 7009): the request, its parser, and the client authentication it shares with
-//! introspection.
+//! Token revocation (RFC 7009): the request and its parser. Client authentication is the token endpoint's.
 //!
 //! Revoke the refresh token at logout: at IdentityServer3 that also ends the grant. The provider answers 200
 //! whether or not the token was valid (RFC 7009 §2.2), so success says only that the provider no longer honours it.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use url::Url;
 
 use crate::client::{ClientConfig, TokenAuthMethod};
 use crate::error::{Endpoint, ResponseError};
 use crate::secret::{AccessToken, RefreshToken};
+use crate::token::{self, TokenRequestError};
 use crate::wire;
 
 /// A token to revoke or introspect, which also names its `token_type_hint`.
@@ -42,86 +40,20 @@ impl TokenRef<'_> {
     }
 }
 
-/// Why a revocation or introspection request could not be built.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientAuthError {
-    /// The auth method needs a client secret and the client has none.
-    #[error(
-        "{method} needs a client secret, and client `{client_id}` has none: configure its secret, or use auth method \
-         `none` for a public client"
-    )]
-    MissingSecret {
-        /// The client id.
-        client_id: String,
-        /// The auth method asked for.
-        method: &'static str,
-    },
-}
-
-/// The client authentication of a form POST: the `Authorization` header, and the pairs to add to the body.
-pub(crate) struct ClientAuth<'a> {
-    pub(crate) header: Option<HeaderValue>,
-    pub(crate) pairs: Vec<(&'static str, &'a str)>,
-}
-
-/// Authenticates `client` with `method`, as at the token endpoint: `client_secret_basic` sends HTTP Basic with the id
-/// and secret form-urlencoded first (RFC 6749 §2.3.1), `client_secret_post` puts both in the body, and `none` sends
-/// only `client_id`.
-pub(crate) fn client_auth(
-    client: &ClientConfig,
-    method: TokenAuthMethod,
-) -> Result<ClientAuth<'_>, ClientAuthError> {
-    let secret = || {
-        client
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose_secret())
-            .ok_or_else(|| ClientAuthError::MissingSecret {
-                client_id: client.client_id.clone(),
-                method: method.as_str(),
-            })
-    };
-    match method {
-        TokenAuthMethod::ClientSecretBasic => {
-            let id: String =
-                url::form_urlencoded::byte_serialize(client.client_id.as_bytes()).collect();
-            let pw: String = url::form_urlencoded::byte_serialize(secret()?.as_bytes()).collect();
-            let mut header =
-                HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(format!("{id}:{pw}"))))
-                    .expect("base64 output is always a valid header value");
-            header.set_sensitive(true);
-            Ok(ClientAuth {
-                header: Some(header),
-                pairs: Vec::new(),
-            })
-        }
-        TokenAuthMethod::ClientSecretPost => Ok(ClientAuth {
-            header: None,
-            pairs: vec![
-                ("client_id", &client.client_id),
-                ("client_secret", secret()?),
-            ],
-        }),
-        TokenAuthMethod::None => Ok(ClientAuth {
-            header: None,
-            pairs: vec![("client_id", &client.client_id)],
-        }),
-    }
-}
-
-/// Builds an RFC 7009 form-POST with `token`, `token_type_hint` and the client authentication.
+/// Builds an RFC 7009 form-POST with `token`, `token_type_hint` and the client authentication of the token
+/// endpoint ([`token::authenticated_form_request`]).
 pub(crate) fn token_form_request(
     endpoint: &Url,
     client: &ClientConfig,
     method: TokenAuthMethod,
     token: TokenRef<'_>,
-) -> Result<Request<Vec<u8>>, ClientAuthError> {
-    let auth = client_auth(client, method)?;
-    let pairs = [("token", token.secret()), ("token_type_hint", token.hint())]
-        .into_iter()
-        .chain(auth.pairs);
-    Ok(wire::post_form(endpoint, pairs, auth.header))
+) -> Result<Request<Vec<u8>>, TokenRequestError> {
+    token::authenticated_form_request(
+        endpoint,
+        client,
+        method,
+        &[("token", token.secret()), ("token_type_hint", token.hint())],
+    )
 }
 
 /// Builds the revocation request for `token`, authenticated with `method` (see [`ClientConfig`]).
@@ -130,7 +62,7 @@ pub fn revocation_request(
     client: &ClientConfig,
     method: TokenAuthMethod,
     token: TokenRef<'_>,
-) -> Result<Request<Vec<u8>>, ClientAuthError> {
+) -> Result<Request<Vec<u8>>, TokenRequestError> {
     token_form_request(endpoint, client, method, token)
 }
 
@@ -142,6 +74,9 @@ pub fn parse_revocation(response: &Response<Vec<u8>>) -> Result<(), ResponseErro
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
     use crate::error::ErrorCode;
     use crate::secret::ClientSecret;
@@ -208,9 +143,8 @@ mod tests {
                 TokenRef::Access(&at)
             )
             .unwrap_err(),
-            ClientAuthError::MissingSecret {
-                client_id: "c".into(),
-                method: "client_secret_basic"
+            TokenRequestError::MissingSecret {
+                method: TokenAuthMethod::ClientSecretBasic
             }
         );
     }
