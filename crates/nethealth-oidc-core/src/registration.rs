@@ -519,10 +519,10 @@ fn parse_object(
     response: &Response<Vec<u8>>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, RegistrationError> {
     let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
-        if let Some(rejected) = aspnet_error(status.as_u16(), response.body()) {
-            return Err(rejected);
-        }
+    if (status.is_client_error() || status.is_server_error())
+        && let Some(rejected) = aspnet_error(status.as_u16(), response.body())
+    {
+        return Err(rejected);
     }
     let value: serde_json::Value = wire::parse_json(Endpoint::Registration, response)?;
     match value {
