@@ -28,6 +28,7 @@
 
 pub mod authorize;
 pub mod client;
+pub mod context;
 pub mod discovery;
 pub mod end_session;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod id_token;
 pub mod introspection;
 pub mod jwks;
 pub mod lifecycle;
+pub mod outcome;
 pub mod registration;
 pub mod retry;
 pub mod revocation;
@@ -48,6 +50,7 @@ pub mod wire;
 
 pub use client::{ClientConfig, TokenAuthMethod};
 pub use error::{BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError, TransportError};
+pub use outcome::Error;
 pub use scope::{GrantedScopes, ScopeSource, Scopes};
 pub use time::UnixTime;
 

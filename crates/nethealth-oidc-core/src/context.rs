@@ -1,0 +1,363 @@
+//! [`ClientContext`]: one client of one provider, with every request builder and response check the flows need.
+//!
+//! The transports keep one `ClientContext` per client and do only the I/O around it, so that the async and the
+//! blocking drivers run the same protocol code. It is immutable and `Send + Sync`: share it behind an `Arc`.
+//!
+//! A login runs like this (a driver's view):
+//!
+//! ```text
+//!  authorization_request(scopes) ──build(rng, now)──▶ (URL for the browser, PendingLogin kept in the session)
+//!                    browser comes back to the redirect URI
+//!  exchange_request(pending, callback_url, now) ──▶ token request ──send──▶ token::parse_token_response
+//!  complete_login(pending, token response, keys, now) ──▶ Grant
+//!        └─ Err(e) with e.needs_jwks_refresh(): fetch the JWKS again (rate-limited), then complete_login once more
+//! ```
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use url::Url;
+
+use crate::authorize::{AuthorizationRequest, IssPolicy, PendingLogin, Pkce, parse_callback};
+use crate::client::{ClientConfig, TokenAuthMethod};
+use crate::discovery::ProviderMetadata;
+use crate::end_session::{EndSessionParams, end_session_url};
+use crate::error::Endpoint;
+use crate::id_token::{Expectations, IdTokenClaims, IdTokenVerifier};
+use crate::jwks::JwkSet;
+use crate::outcome::Error;
+use crate::revocation::TokenRef;
+use crate::scope::{GrantedScopes, Scopes};
+use crate::secret::{AccessToken, IdToken, State};
+use crate::time::UnixTime;
+use crate::token::{self, TokenResponse};
+use crate::{jwks, revocation, userinfo, wire};
+
+/// How a client behaves; the defaults suit the Net Health Accounts site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// The redirect URI of logins; default: the client's first registered one.
+    pub redirect_uri: Option<Url>,
+    /// PKCE; default S256. Turn it off only for an IdentityServer3 client not registered for PKCE.
+    pub pkce: Pkce,
+    /// How long a login may stay pending. Default 30 minutes.
+    pub login_lifetime: Duration,
+    /// Clock skew allowed when checking ID tokens. Default 60 s.
+    pub leeway: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            redirect_uri: None,
+            pkce: Pkce::S256,
+            login_lifetime: PendingLogin::DEFAULT_LIFETIME,
+            leeway: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Sets the redirect URI.
+    pub fn with_redirect_uri(mut self, uri: Url) -> Self {
+        self.redirect_uri = Some(uri);
+        self
+    }
+
+    /// Sets PKCE.
+    pub fn with_pkce(mut self, pkce: Pkce) -> Self {
+        self.pkce = pkce;
+        self
+    }
+
+    /// Sets the ID-token leeway.
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+}
+
+/// The outcome of a login or of a client-credentials request: the tokens, the checked ID-token claims and the
+/// scopes actually granted.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Grant {
+    /// The token response.
+    pub response: TokenResponse,
+    /// The verified ID-token claims (none for client credentials).
+    pub id_claims: Option<IdTokenClaims>,
+    /// What was asked for and what was granted.
+    pub granted: GrantedScopes,
+    /// When the response came.
+    pub received_at: UnixTime,
+}
+
+impl Grant {
+    /// Whether the user granted only some of the scopes asked for.
+    pub fn is_partial(&self) -> bool {
+        self.granted.is_partial()
+    }
+
+    /// The scopes asked for but not granted.
+    pub fn refused(&self) -> Scopes {
+        self.granted.refused()
+    }
+}
+
+/// One client of one provider: metadata, registration, chosen auth method and ID-token verifier.
+#[derive(Debug, Clone)]
+pub struct ClientContext {
+    metadata: ProviderMetadata,
+    config: ClientConfig,
+    token_endpoint: Url,
+    auth: TokenAuthMethod,
+    verifier: IdTokenVerifier,
+    options: ClientOptions,
+}
+
+impl ClientContext {
+    /// A context for `config` at the provider described by `metadata`.
+    pub fn new(
+        metadata: ProviderMetadata,
+        config: ClientConfig,
+        options: ClientOptions,
+    ) -> Result<Self, Error> {
+        let token_endpoint = metadata
+            .token_endpoint
+            .clone()
+            .ok_or(Error::Unsupported("token endpoint"))?;
+        let auth = token::choose_auth_method(&metadata, &config)?;
+        let verifier = IdTokenVerifier::new(
+            metadata.issuer.clone(),
+            &config,
+            &metadata.id_token_signing_alg_values_supported,
+        )
+        .with_leeway(options.leeway);
+        Ok(ClientContext {
+            metadata,
+            config,
+            token_endpoint,
+            auth,
+            verifier,
+            options,
+        })
+    }
+
+    /// The provider's metadata.
+    pub fn metadata(&self) -> &ProviderMetadata {
+        &self.metadata
+    }
+
+    /// The client's registration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The token endpoint.
+    pub fn token_endpoint(&self) -> &Url {
+        &self.token_endpoint
+    }
+
+    /// The auth method used at the token, revocation and introspection endpoints.
+    pub fn auth_method(&self) -> TokenAuthMethod {
+        self.auth
+    }
+
+    /// The ID-token verifier.
+    pub fn verifier(&self) -> &IdTokenVerifier {
+        &self.verifier
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// The JWKS request, when the provider has a `jwks_uri`.
+    pub fn jwks_request(&self) -> Result<Request<Vec<u8>>, Error> {
+        let uri = self
+            .metadata
+            .jwks_uri
+            .as_ref()
+            .ok_or(Error::Unsupported("jwks_uri"))?;
+        Ok(jwks::jwks_request(uri))
+    }
+
+    /// Starts an authorization request for `scopes` (`openid` is always added). Customise it (prompt,
+    /// login_hint, max_age, ...) before calling [`build`](AuthorizationRequest::build).
+    pub fn authorization_request(&self, scopes: &Scopes) -> Result<AuthorizationRequest, Error> {
+        let redirect_uri = match (
+            &self.options.redirect_uri,
+            self.config.redirect_uris.first(),
+        ) {
+            (Some(uri), _) | (None, Some(uri)) => uri.clone(),
+            (None, None) => {
+                return Err(Error::Unsupported(
+                    "redirect URI configured for this client",
+                ));
+            }
+        };
+        Ok(
+            AuthorizationRequest::from_metadata(&self.metadata, &self.config, redirect_uri)?
+                .scopes(scopes)
+                .pkce(self.options.pkce),
+        )
+    }
+
+    /// Checks the callback the browser came back with and builds the code exchange.
+    pub fn exchange_request(
+        &self,
+        pending: &PendingLogin,
+        callback_url: &Url,
+        now: UnixTime,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        if pending.issuer() != self.metadata.issuer || pending.client_id() != self.config.client_id
+        {
+            return Err(Error::Callback(
+                crate::authorize::CallbackError::NoPendingLogin,
+            ));
+        }
+        pending.check_not_expired(now, self.options.login_lifetime)?;
+        let code = parse_callback(
+            pending,
+            callback_url,
+            IssPolicy::from_metadata(&self.metadata),
+        )?;
+        Ok(pending.code_exchange_request(&self.token_endpoint, &self.config, self.auth, &code)?)
+    }
+
+    /// Checks the token response of a login: the ID token (signature, issuer, audience, nonce, `at_hash`,
+    /// `auth_time`) and the granted scopes.
+    pub fn complete_login(
+        &self,
+        pending: &PendingLogin,
+        response: TokenResponse,
+        keys: &JwkSet,
+        now: UnixTime,
+    ) -> Result<Grant, Error> {
+        let id_token = response.id_token.as_ref().ok_or_else(|| {
+            Error::Response(wire::malformed(
+                Endpoint::Token,
+                b"",
+                "the token response of an OpenID login has no id_token",
+            ))
+        })?;
+        let mut expect = Expectations::new()
+            .with_nonce(pending.nonce())
+            .with_access_token(&response.access_token);
+        if let Some(max_age) = pending.max_age() {
+            expect = expect.with_max_age(max_age);
+        }
+        let claims = self.verifier.verify(id_token, keys, &expect, now)?;
+        let granted = token::granted_scopes(pending.requested_scopes(), &response);
+        Ok(Grant {
+            response,
+            id_claims: Some(claims),
+            granted,
+            received_at: now,
+        })
+    }
+
+    /// Checks the ID token of a refresh response against the original login's claims (Core §12.2).
+    pub fn verify_refreshed(
+        &self,
+        id_token: &IdToken,
+        original: &IdTokenClaims,
+        access_token: Option<&AccessToken>,
+        keys: &JwkSet,
+        now: UnixTime,
+    ) -> Result<IdTokenClaims, Error> {
+        Ok(self
+            .verifier
+            .verify_refreshed(id_token, keys, original, access_token, now)?)
+    }
+
+    /// The client-credentials request for `scope`.
+    pub fn client_credentials_request(
+        &self,
+        scope: Option<&Scopes>,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        Ok(token::client_credentials_request(
+            &self.token_endpoint,
+            &self.config,
+            self.auth,
+            scope,
+        )?)
+    }
+
+    /// The grant of a client-credentials response.
+    pub fn complete_client_credentials(
+        &self,
+        requested: &Scopes,
+        response: TokenResponse,
+        now: UnixTime,
+    ) -> Grant {
+        let granted = token::granted_scopes(requested, &response);
+        Grant {
+            response,
+            id_claims: None,
+            granted,
+            received_at: now,
+        }
+    }
+
+    /// The userinfo request.
+    pub fn userinfo_request(&self, access_token: &AccessToken) -> Result<Request<Vec<u8>>, Error> {
+        let endpoint = self
+            .metadata
+            .userinfo_endpoint
+            .as_ref()
+            .ok_or(Error::Unsupported("userinfo endpoint"))?;
+        Ok(userinfo::userinfo_request(endpoint, access_token)?)
+    }
+
+    /// Parses the userinfo answer for the user `sub`.
+    pub fn parse_userinfo(
+        &self,
+        response: &Response<Vec<u8>>,
+        sub: &str,
+    ) -> Result<userinfo::UserInfo, Error> {
+        Ok(userinfo::parse_userinfo(response, sub)?)
+    }
+
+    /// The revocation request for `token`.
+    pub fn revocation_request(&self, token: TokenRef<'_>) -> Result<Request<Vec<u8>>, Error> {
+        let endpoint = self
+            .metadata
+            .revocation_endpoint
+            .as_ref()
+            .ok_or(Error::Unsupported("revocation endpoint"))?;
+        Ok(revocation::revocation_request(
+            endpoint,
+            &self.config,
+            self.auth,
+            token,
+        )?)
+    }
+
+    /// The RP-initiated logout URL to send the browser to.
+    pub fn logout_url(
+        &self,
+        id_token: Option<&IdToken>,
+        post_logout_redirect_uri: Option<&Url>,
+        state: Option<&State>,
+    ) -> Result<Url, Error> {
+        let endpoint = self
+            .metadata
+            .end_session_endpoint
+            .as_ref()
+            .ok_or(Error::Unsupported("end-session endpoint"))?;
+        let mut params = EndSessionParams::new().with_client_id(&self.config.client_id);
+        if let Some(t) = id_token {
+            params = params.with_id_token_hint(t);
+        }
+        if let Some(u) = post_logout_redirect_uri {
+            params = params.with_post_logout_redirect_uri(u);
+        }
+        if let Some(s) = state {
+            params = params.with_state(s);
+        }
+        Ok(end_session_url(endpoint, &params))
+    }
+}
