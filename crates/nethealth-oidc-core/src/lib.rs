@@ -52,7 +52,7 @@ pub use client::{ClientConfig, TokenAuthMethod};
 pub use error::{BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError, TransportError};
 pub use outcome::Error;
 pub use scope::{GrantedScopes, ScopeSource, Scopes};
-pub use time::UnixTime;
+pub use time::{Clock, ManualClock, UnixTime};
 
 pub use http;
 pub use url::Url;

@@ -1,8 +1,50 @@
 //! Wall-clock time as the core sees it: always passed in, never read.
 
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// Where a driver gets "now" from. The core never calls it; the transports do, once per operation, and pass the
+/// value in. Tests give a [`ManualClock`] to drive expiry without sleeping.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current Unix time.
+    fn now(&self) -> UnixTime;
+}
+
+/// A clock that moves only when told to: for tests.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock at `start`.
+    pub fn new(start: UnixTime) -> Self {
+        ManualClock(AtomicU64::new(start.as_secs()))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, now: UnixTime) {
+        self.0.store(now.as_secs(), Ordering::SeqCst);
+    }
+
+    /// Moves the time forward by `d` (saturating).
+    pub fn advance(&self, d: Duration) {
+        let secs = d.as_secs();
+        // fetch_update cannot fail with a closure that always returns Some.
+        let _ = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(secs))
+            });
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        UnixTime(self.0.load(Ordering::SeqCst))
+    }
+}
 
 /// Seconds since the Unix epoch, as told by the caller.
 ///
@@ -47,6 +89,16 @@ impl UnixTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manual_clock_moves_when_told() {
+        let c = ManualClock::new(UnixTime::from_secs(10));
+        c.advance(Duration::from_secs(5));
+        assert_eq!(c.now(), UnixTime::from_secs(15));
+        c.set(UnixTime::MAX);
+        c.advance(Duration::from_secs(5));
+        assert_eq!(c.now(), UnixTime::MAX);
+    }
 
     #[test]
     fn arithmetic_saturates() {

@@ -24,6 +24,10 @@ use tracing::Instrument;
 
 pub use reqwest;
 
+mod provider;
+
+pub use provider::{Client, Provider, SystemClock};
+
 /// Timeouts, the body limit and the retry policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
