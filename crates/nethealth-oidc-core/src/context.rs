@@ -94,6 +94,21 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// A grant from its parts.
+    pub fn new(
+        response: TokenResponse,
+        id_claims: Option<IdTokenClaims>,
+        granted: GrantedScopes,
+        received_at: UnixTime,
+    ) -> Self {
+        Grant {
+            response,
+            id_claims,
+            granted,
+            received_at,
+        }
+    }
+
     /// Whether the user granted only some of the scopes asked for.
     pub fn is_partial(&self) -> bool {
         self.granted.is_partial()

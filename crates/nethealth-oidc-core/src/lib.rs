@@ -42,6 +42,7 @@ pub mod retry;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
+pub mod store;
 
 pub mod time;
 pub mod token;

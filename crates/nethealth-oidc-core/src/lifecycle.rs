@@ -1,1 +1,532 @@
-//! (being written)
+//! The life of a token set, as a pure state machine.
+//!
+//! A [`Lifecycle`] holds the current [`TokenSet`] and answers two questions for its driver: *what should I do now?*
+//! ([`Lifecycle::poll_action`]) and *when must I ask again?* ([`Lifecycle::poll_timeout`]). It reads no clock:
+//! every call that depends on time takes `now`, and a `now` earlier than one already seen is ignored.
+//!
+//! ```text
+//!                      poll_action: due (expires_at - margin)
+//!   ┌────────┐  ───────────────────────────────────────────▶  ┌────────────┐
+//!   │ Fresh  │                                                │ Refreshing │── handle_failure(transient) ──┐
+//!   │        │  ◀── install(new set) ──────────────────────── │ (in flight)│                               │
+//!   └────────┘   (rotated RT stored first, by the driver)     └────────────┘                               ▼
+//!       │  ▲                                                        │                          ┌─────────────┐
+//!       │  └──────────────── retry_at reached: poll_action ─────────┼───────────────────────── │  Backing off │
+//!       │                                                           │ handle_failure(           │ old token    │
+//!       │ refresh token expired, or none and the                    │   invalid_grant)          │ still served │
+//!       │ access token expired                                      ▼                          └─────────────┘
+//!       └──────────────────────────────────────────────────▶  ┌───────────────┐
+//!                                                              │ LoginRequired │ (terminal)
+//!                                                              └───────────────┘
+//! ```
+//!
+//! A driver drains it in this order: call [`poll_action`](Lifecycle::poll_action); on
+//! [`Action::Refresh`] or [`Action::RequestNewToken`] send the request, then either compute the new set with
+//! [`prepare_refresh`](Lifecycle::prepare_refresh), **persist it**, and [`install`](Lifecycle::install) it, or
+//! report the failure with [`handle_failure`](Lifecycle::handle_failure); then sleep until
+//! [`poll_timeout`](Lifecycle::poll_timeout).
+//!
+//! Client-credentials tokens ([`GrantKind::ClientCredentials`]) have no refresh token: the same machine asks for a
+//! new token ahead of expiry instead.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+use crate::context::{ClientContext, Grant};
+use crate::error::ErrorCode;
+use crate::id_token::{self, IdTokenClaims};
+use crate::outcome::Error;
+use crate::scope::{GrantedScopes, Scopes};
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+use crate::time::UnixTime;
+use crate::token::{self, TokenResponse};
+use crate::wire;
+
+/// The tokens a session holds, as a store persists them. It never holds the client secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// `token_type`, lower-cased.
+    pub token_type: String,
+    /// When the access token expires; `None` when the provider did not say.
+    pub expires_at: Option<UnixTime>,
+    /// The refresh token, if one was issued.
+    pub refresh_token: Option<RefreshToken>,
+    /// When the refresh token expires, when known (from a `refresh_expires_in` field or the configured lifetime).
+    pub refresh_expires_at: Option<UnixTime>,
+    /// The ID token, if one was issued.
+    pub id_token: Option<IdToken>,
+    /// The verified claims of the ID token.
+    pub id_claims: Option<IdTokenClaims>,
+    /// What was asked for and what was granted.
+    pub granted: GrantedScopes,
+    /// When the set was received.
+    pub received_at: UnixTime,
+    /// Extra fields of the token response (SMART on FHIR's `patient`, ...).
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TokenSet {
+    /// The set from a login or client-credentials grant. `refresh_lifetime` is how long the provider keeps refresh
+    /// tokens, when known (IdentityServer3's default is an absolute 30 days); a `refresh_expires_in` or
+    /// `refresh_token_expires_in` field in the response wins over it.
+    pub fn from_grant(grant: Grant, refresh_lifetime: Option<Duration>) -> TokenSet {
+        let now = grant.received_at;
+        let response = grant.response;
+        let refresh_expires_at = refresh_expiry(&response, now, refresh_lifetime);
+        TokenSet {
+            expires_at: response.expires_at(now),
+            token_type: response.token_type,
+            access_token: response.access_token,
+            refresh_token: response.refresh_token,
+            refresh_expires_at,
+            id_token: response.id_token,
+            id_claims: grant.id_claims,
+            granted: grant.granted,
+            received_at: now,
+            extra: response.extra,
+        }
+    }
+
+    /// The `Authorization` header value, marked sensitive.
+    pub fn authorization_header(&self) -> HeaderValue {
+        // A token that came through JSON parsing can still hold bytes a header cannot carry; such a header is
+        // replaced by an empty bearer, which every server refuses with 401 and which leaks nothing.
+        wire::bearer(self.access_token.expose_secret())
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+
+    /// Whether the access token is still valid at `now` (a token without expiry is taken as valid).
+    pub fn is_valid_at(&self, now: UnixTime) -> bool {
+        self.expires_at.is_none_or(|exp| now < exp)
+    }
+}
+
+fn refresh_expiry(
+    response: &TokenResponse,
+    now: UnixTime,
+    lifetime: Option<Duration>,
+) -> Option<UnixTime> {
+    response.refresh_token.as_ref()?;
+    let sent = ["refresh_expires_in", "refresh_token_expires_in"]
+        .iter()
+        .find_map(|name| match response.extra.get(*name)? {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f > 0.0).map(|f| f as u64)),
+            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        })
+        .filter(|secs| *secs > 0);
+    sent.map(Duration::from_secs)
+        .or(lifetime)
+        .map(|d| now.saturating_add(d))
+}
+
+/// How the tokens were obtained, which decides how they are renewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum GrantKind {
+    /// A user's login: renewed with the refresh token.
+    AuthorizationCode,
+    /// The client's own credentials: renewed by asking again for these scopes.
+    ClientCredentials {
+        /// The scopes asked for.
+        scope: Scopes,
+    },
+}
+
+/// Timing of renewals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LifecycleConfig {
+    /// Refresh this long before the access token expires; at most half the token's lifetime, so that a short-lived
+    /// token is not refreshed at once. Default 60 s.
+    pub refresh_margin: Duration,
+    /// The first wait after a failed renewal; it doubles on each further failure. Default 1 s.
+    pub min_backoff: Duration,
+    /// The longest wait between renewal attempts. Default 60 s.
+    pub max_backoff: Duration,
+    /// How long refresh tokens live at the provider, when known. Default `None` (IdentityServer3's default is an
+    /// absolute 30 days).
+    pub refresh_token_lifetime: Option<Duration>,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            refresh_margin: Duration::from_secs(60),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            refresh_token_lifetime: None,
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// Sets the refresh margin.
+    pub fn with_refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// Sets the refresh-token lifetime.
+    pub fn with_refresh_token_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.refresh_token_lifetime = lifetime;
+        self
+    }
+
+    /// Sets the backoff bounds.
+    pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+}
+
+/// What the driver should do now.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Action {
+    /// The current access token is good: use it.
+    UseToken,
+    /// Send this refresh request, then report its outcome.
+    Refresh {
+        /// The token request.
+        request: http::Request<Vec<u8>>,
+    },
+    /// Send this client-credentials request, then report its outcome.
+    RequestNewToken {
+        /// The token request.
+        request: http::Request<Vec<u8>>,
+    },
+    /// A renewal is already in flight and the token has expired: wait for its outcome.
+    Wait,
+    /// The token has expired and the last renewal failed; the next attempt is at `retry_at`.
+    Unavailable {
+        /// Why the last renewal failed.
+        error: Error,
+        /// When the next attempt may be made.
+        retry_at: UnixTime,
+    },
+    /// No token can be had any more: the user must log in again.
+    LoginRequired {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The token lifecycle (see the [module docs](self)).
+///
+/// Methods, in quinn-proto's order: getters; inputs (`handle_failure`); mutators (`install`); outputs
+/// (`poll_action`, `poll_timeout`).
+pub struct Lifecycle {
+    set: TokenSet,
+    kind: GrantKind,
+    config: LifecycleConfig,
+    now: UnixTime,
+    in_flight: bool,
+    failures: u32,
+    retry_at: Option<UnixTime>,
+    last_error: Option<Error>,
+    login_required: Option<String>,
+}
+
+impl fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("kind", &self.kind)
+            .field("expires_at", &self.set.expires_at)
+            .field("has_refresh_token", &self.set.refresh_token.is_some())
+            .field("in_flight", &self.in_flight)
+            .field("failures", &self.failures)
+            .field("retry_at", &self.retry_at)
+            .field("login_required", &self.login_required)
+            .finish()
+    }
+}
+
+impl Lifecycle {
+    /// A lifecycle for `set`, obtained through `kind`, at `now`.
+    pub fn new(set: TokenSet, kind: GrantKind, config: LifecycleConfig, now: UnixTime) -> Self {
+        Lifecycle {
+            now,
+            set,
+            kind,
+            config,
+            in_flight: false,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            login_required: None,
+        }
+    }
+
+    // ---- Getters ------------------------------------------------------------------------------------------------
+
+    /// The current token set.
+    pub fn token_set(&self) -> &TokenSet {
+        &self.set
+    }
+
+    /// The current access token.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.set.access_token
+    }
+
+    /// The `Authorization` header value.
+    pub fn authorization_header(&self) -> HeaderValue {
+        self.set.authorization_header()
+    }
+
+    /// What was granted.
+    pub fn granted_scopes(&self) -> &GrantedScopes {
+        &self.set.granted
+    }
+
+    /// Whether `scope` was granted.
+    pub fn allows(&self, scope: &str) -> bool {
+        self.set.granted.allows(scope)
+    }
+
+    /// The verified ID-token claims.
+    pub fn id_claims(&self) -> Option<&IdTokenClaims> {
+        self.set.id_claims.as_ref()
+    }
+
+    /// How the tokens are renewed.
+    pub fn kind(&self) -> &GrantKind {
+        &self.kind
+    }
+
+    /// When the access token expires.
+    pub fn expires_at(&self) -> Option<UnixTime> {
+        self.set.expires_at
+    }
+
+    /// When the access token is due for renewal: `expires_at` less the margin (at most half the lifetime).
+    pub fn refresh_due_at(&self) -> Option<UnixTime> {
+        let exp = self.set.expires_at?;
+        let lifetime = exp.saturating_duration_since(self.set.received_at);
+        Some(exp.saturating_sub(self.config.refresh_margin.min(lifetime / 2)))
+    }
+
+    /// Whether a renewal is in flight.
+    pub fn is_in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// The latest `now` seen (times going backwards are ignored).
+    pub fn now(&self) -> UnixTime {
+        self.now
+    }
+
+    // ---- Inputs -------------------------------------------------------------------------------------------------
+
+    /// Computes the token set a renewal response leads to, without changing anything: the driver persists it, then
+    /// calls [`install`](Self::install). `new_id_claims` are the claims of the response's ID token, already
+    /// verified by [`ClientContext::verify_refreshed`].
+    ///
+    /// A rotated refresh token replaces the old one; a response without one keeps the old one and its expiry. The
+    /// granted scopes are updated but never widened beyond the original grant. A new ID token must continue the
+    /// original login (same `iss`, `sub`, `aud`, `auth_time`; Core §12.2).
+    pub fn prepare_refresh(
+        &self,
+        now: UnixTime,
+        response: TokenResponse,
+        new_id_claims: Option<IdTokenClaims>,
+    ) -> Result<TokenSet, Error> {
+        let now = now.max(self.now);
+        if let GrantKind::ClientCredentials { scope } = &self.kind {
+            let granted = token::granted_scopes(scope, &response);
+            return Ok(TokenSet::from_grant(
+                Grant {
+                    response,
+                    id_claims: None,
+                    granted,
+                    received_at: now,
+                },
+                None,
+            ));
+        }
+        let id_claims = match (new_id_claims, &self.set.id_claims) {
+            (Some(new), Some(original)) => {
+                id_token::check_refresh_continuity(original, &new)?;
+                Some(new)
+            }
+            (Some(new), None) => Some(new),
+            (None, original) => original.clone(),
+        };
+        let fresh = token::granted_scopes(self.set.granted.requested(), &response);
+        let granted = self
+            .set
+            .granted
+            .narrowed_to(fresh.granted(), fresh.source());
+        let rotated = response.refresh_token.is_some();
+        let refresh_expires_at = if rotated {
+            refresh_expiry(&response, now, self.config.refresh_token_lifetime)
+        } else {
+            self.set.refresh_expires_at
+        };
+        Ok(TokenSet {
+            expires_at: response.expires_at(now),
+            token_type: response.token_type,
+            access_token: response.access_token,
+            refresh_token: response
+                .refresh_token
+                .or_else(|| self.set.refresh_token.clone()),
+            refresh_expires_at,
+            id_token: response.id_token.or_else(|| self.set.id_token.clone()),
+            id_claims,
+            granted,
+            received_at: now,
+            extra: response.extra,
+        })
+    }
+
+    /// Reports that the renewal in flight failed with `error`. `invalid_grant` ends the lifecycle (the user must
+    /// log in again); any other failure keeps the current token while it is valid and retries after a backoff.
+    pub fn handle_failure(&mut self, now: UnixTime, error: Error) {
+        self.observe(now);
+        self.in_flight = false;
+        let invalid_grant = error
+            .oauth_error()
+            .is_some_and(|e| e.code == ErrorCode::InvalidGrant);
+        if invalid_grant && self.kind == GrantKind::AuthorizationCode {
+            self.login_required = Some(format!(
+                "refresh token rejected (invalid_grant): the user must log in again ({error})"
+            ));
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let backoff = self
+            .config
+            .min_backoff
+            .saturating_mul(1u32.checked_shl(self.failures - 1).unwrap_or(u32::MAX))
+            .min(self.config.max_backoff);
+        self.retry_at = Some(self.now.saturating_add(backoff.max(Duration::from_secs(1))));
+        self.last_error = Some(error);
+    }
+
+    // ---- Mutators -----------------------------------------------------------------------------------------------
+
+    /// Installs a new token set (after the driver persisted it). Ends any renewal in flight and clears failures.
+    pub fn install(&mut self, now: UnixTime, set: TokenSet) {
+        self.observe(now);
+        self.set = set;
+        self.in_flight = false;
+        self.failures = 0;
+        self.retry_at = None;
+        self.last_error = None;
+        self.login_required = None;
+    }
+
+    /// Abandons a renewal in flight without an outcome (its driver went away); the next `poll_action` may start
+    /// another.
+    pub fn abandon(&mut self) {
+        self.in_flight = false;
+    }
+
+    // ---- Outputs ------------------------------------------------------------------------------------------------
+
+    /// What to do now (see [`Action`]). Returning [`Action::Refresh`] or [`Action::RequestNewToken`] marks a
+    /// renewal in flight: no second request is handed out until its outcome is reported.
+    pub fn poll_action(&mut self, now: UnixTime, context: &ClientContext) -> Action {
+        self.observe(now);
+        let now = self.now;
+        if let Some(reason) = &self.login_required {
+            return Action::LoginRequired {
+                reason: reason.clone(),
+            };
+        }
+        let valid = self.set.is_valid_at(now);
+        let due = self.refresh_due_at().is_some_and(|due| now >= due);
+        if valid && !due {
+            return Action::UseToken;
+        }
+        if self.in_flight {
+            return if valid {
+                Action::UseToken
+            } else {
+                Action::Wait
+            };
+        }
+        if let Some(retry_at) = self.retry_at
+            && now < retry_at
+        {
+            return match (valid, &self.last_error) {
+                (true, _) => Action::UseToken,
+                (false, Some(error)) => Action::Unavailable {
+                    error: error.clone(),
+                    retry_at,
+                },
+                (false, None) => Action::Wait,
+            };
+        }
+        let request = match &self.kind {
+            GrantKind::ClientCredentials { scope } => {
+                let scope = (!scope.is_empty()).then_some(scope);
+                context
+                    .client_credentials_request(scope)
+                    .map(|request| Action::RequestNewToken { request })
+            }
+            GrantKind::AuthorizationCode => {
+                let Some(refresh_token) = &self.set.refresh_token else {
+                    if valid {
+                        return Action::UseToken;
+                    }
+                    return self.require_login(
+                        "the access token expired and there is no refresh token (offline_access was not granted)",
+                    );
+                };
+                if self.set.refresh_expires_at.is_some_and(|exp| now >= exp) {
+                    return self.require_login("the refresh token has expired");
+                }
+                token::refresh_request(
+                    context.token_endpoint(),
+                    context.config(),
+                    context.auth_method(),
+                    refresh_token,
+                    None,
+                )
+                .map(|request| Action::Refresh { request })
+                .map_err(Error::from)
+            }
+        };
+        match request {
+            Ok(action) => {
+                self.in_flight = true;
+                action
+            }
+            Err(error) => self.require_login(&format!("no renewal request can be built: {error}")),
+        }
+    }
+
+    /// The next time [`poll_action`](Self::poll_action) may answer differently: the refresh due time, or the end of
+    /// a backoff. `None` when nothing is scheduled (no expiry, a renewal in flight, or login required).
+    pub fn poll_timeout(&self) -> Option<UnixTime> {
+        if self.login_required.is_some() || self.in_flight {
+            return None;
+        }
+        match (self.retry_at, self.refresh_due_at()) {
+            (Some(retry), _) => Some(retry),
+            (None, due) => due,
+        }
+    }
+
+    fn observe(&mut self, now: UnixTime) {
+        self.now = self.now.max(now);
+    }
+
+    fn require_login(&mut self, reason: &str) -> Action {
+        let reason = format!("{reason}: the user must log in again");
+        self.login_required = Some(reason.clone());
+        Action::LoginRequired { reason }
+    }
+}

@@ -50,6 +50,9 @@ pub enum Error {
     /// The session can no longer get tokens: the user must log in again.
     #[error("the user must log in again: {0}")]
     LoginRequired(String),
+    /// The token store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Error {

@@ -27,7 +27,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The file exists but does not hold a token set (truncated, edited, or not ours). It is left as it is.
-    #[error("the token file {path} is corrupt ({reason}); it was left untouched: move it away or delete it, then log in again")]
+    #[error(
+        "the token file {path} is corrupt ({reason}); it was left untouched: move it away or delete it, then log in again"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -35,7 +37,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The file was written by a newer version of this library.
-    #[error("the token file {path} has format version {found}, which this version cannot read; upgrade nethealth-oidc or log in again with another file")]
+    #[error(
+        "the token file {path} has format version {found}, which this version cannot read; upgrade nethealth-oidc or log in again with another file"
+    )]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
@@ -82,7 +86,9 @@ impl StoreGuard {
 
 impl fmt::Debug for StoreGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreGuard").field("held", &self._held.is_some()).finish()
+        f.debug_struct("StoreGuard")
+            .field("held", &self._held.is_some())
+            .finish()
     }
 }
 
@@ -132,4 +138,3 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 }
-

@@ -1,0 +1,60 @@
+//! # nethealth-oidc-store
+//!
+//! Where a session keeps its tokens between runs. Refresh tokens outlive access tokens and grant new ones, so they
+//! are stored with care:
+//!
+//! - [`TokenStore`] (from the core, re-exported) is the trait a session writes through. It stores a [`TokenSet`]:
+//!   the tokens, their expiry and the granted scopes — never the client secret. [`MemoryStore`] keeps it in memory.
+//! - [`FileStore`] keeps it in a file: mode 0600; replaced atomically (temp file, fsync, rename, fsync of the folder),
+//!   so a crash leaves the old set or the new one, never half of each; an advisory lock on `<file>.lock` so that two
+//!   processes sharing the file refresh once; a versioned envelope, so a corrupt or truncated file gives
+//!   [`StoreError::Corrupt`] and is never silently replaced.
+//!
+//! The sessions in `nethealth-oidc-reqwest` and `nethealth-oidc-ureq` persist a rotated refresh token **before**
+//! they hand out the new access token; if [`TokenStore::save`] fails, the caller gets the error and the stored set
+//! is still the old one.
+
+use std::path::{Path, PathBuf};
+
+pub use nethealth_oidc_core::lifecycle::TokenSet;
+pub use nethealth_oidc_core::store::{MemoryStore, StoreError, StoreGuard, TokenStore};
+
+mod file;
+
+/// Keeps the token set in a file: mode 0600, atomic replace, a lock on `<file>.lock`, corruption detected.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// A store at `path`. Nothing is read or written until it is used.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStore { path: path.into() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl TokenStore for FileStore {
+    fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        file::read(&self.path)
+    }
+
+    fn save(&self, set: &TokenSet) -> Result<(), StoreError> {
+        // A corrupt file is never silently replaced: it may be the only copy of a refresh token someone wants back.
+        file::read::<TokenSet>(&self.path)?;
+        file::write(&self.path, set)
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        file::remove(&self.path)
+    }
+
+    fn lock(&self) -> Result<StoreGuard, StoreError> {
+        file::lock(&self.path).map(StoreGuard::holding)
+    }
+}
