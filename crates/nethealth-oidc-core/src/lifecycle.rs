@@ -414,6 +414,17 @@ impl Lifecycle {
         self.last_error = Some(error);
     }
 
+    /// Reports that a resource server refused `token` as invalid (`401` with `error="invalid_token"`). If it is
+    /// still the current token, it is taken as expired, so the next [`poll_action`](Self::poll_action) renews it;
+    /// a token already replaced is ignored, so many concurrent refusals cause one renewal.
+    pub fn handle_token_rejected(&mut self, now: UnixTime, token: &AccessToken) {
+        self.observe(now);
+        if self.set.access_token.ct_eq(token) {
+            self.set.expires_at = Some(self.now);
+            self.retry_at = None;
+        }
+    }
+
     // ---- Mutators -----------------------------------------------------------------------------------------------
 
     /// Installs a new token set (after the driver persisted it). Ends any renewal in flight and clears failures.
@@ -425,6 +436,13 @@ impl Lifecycle {
         self.retry_at = None;
         self.last_error = None;
         self.login_required = None;
+    }
+
+    /// Ends the lifecycle (after a revocation or a logout): from now on it answers
+    /// [`Action::LoginRequired`] with `reason`.
+    pub fn end(&mut self, reason: impl Into<String>) {
+        self.in_flight = false;
+        self.login_required = Some(reason.into());
     }
 
     /// Abandons a renewal in flight without an outcome (its driver went away); the next `poll_action` may start

@@ -476,3 +476,24 @@ fn token_set_round_trips_and_debug_is_redacted() {
     assert!(!format!("{lc:?}").contains("rt-SECRET"));
     assert!(lc.authorization_header().is_sensitive());
 }
+
+#[test]
+fn a_rejected_token_is_renewed_once() {
+    let mut sim = Sim::new(
+        login_set(3600, Some("rt-0"), "openid"),
+        GrantKind::AuthorizationCode,
+        LifecycleConfig::default(),
+    );
+    let old = sim.lc.access_token().clone();
+    sim.lc.handle_token_rejected(sim.now, &old);
+    assert!(matches!(sim.poll(), Action::Refresh { .. }));
+    sim.answer(
+        serde_json::json!({"access_token":"at-1","token_type":"bearer","expires_in":3600}),
+        None,
+    )
+    .unwrap();
+    // A late refusal of the old token changes nothing.
+    sim.lc.handle_token_rejected(sim.now, &old);
+    assert!(matches!(sim.poll(), Action::UseToken));
+    assert_eq!(sim.requests.len(), 1);
+}

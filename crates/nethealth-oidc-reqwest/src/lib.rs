@@ -24,9 +24,13 @@ use tracing::Instrument;
 
 pub use reqwest;
 
+mod authorized;
 mod provider;
+mod session;
 
+pub use authorized::AuthorizedClient;
 pub use provider::{Client, Provider, SystemClock};
+pub use session::{Session, SessionOptions, TokenHook};
 
 /// Timeouts, the body limit and the retry policy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,102 @@
+//! [`AuthorizedClient`]: a reqwest client that sends the session's bearer token with every request.
+
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use nethealth_oidc_core::userinfo::parse_www_authenticate_bearer;
+use nethealth_oidc_core::{Endpoint, Error, ErrorCode, TransportError};
+
+use crate::Session;
+
+/// A [`reqwest::Client`] bound to a [`Session`]: every request carries `Authorization: Bearer <token>`, with a
+/// token that is valid when sent. When the API answers `401` with `WWW-Authenticate: Bearer error="invalid_token"`,
+/// the session renews the token once and the request is sent once more (if its body can be replayed).
+#[derive(Debug, Clone)]
+pub struct AuthorizedClient {
+    session: Session,
+    client: reqwest::Client,
+}
+
+impl Session {
+    /// An HTTP client for API calls with this session's token. Bring the `reqwest::Client` you call the API with
+    /// (its proxy, TLS and timeout settings are kept).
+    pub fn authorized(&self, client: reqwest::Client) -> AuthorizedClient {
+        AuthorizedClient {
+            session: self.clone(),
+            client,
+        }
+    }
+}
+
+impl AuthorizedClient {
+    /// A `GET` to `url`, to finish and pass to [`send`](Self::send).
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.client.get(url)
+    }
+
+    /// A `POST` to `url`, to finish and pass to [`send`](Self::send).
+    pub fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.client.post(url)
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Sends `request` with the bearer token; see the [type docs](Self) for the one retry on `invalid_token`.
+    /// The response is returned whatever its status: a `403` with `error="insufficient_scope"` means the user did
+    /// not grant a scope this call needs (check [`Session::allows`] first).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(io_error)?;
+        let retry = request.try_clone();
+        let token = self.session.access_token().await?;
+        let response = execute(&client, request, &self.session).await?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED || !invalid_token(&response) {
+            return Ok(response);
+        }
+        let Some(retry) = retry else {
+            return Ok(response);
+        };
+        tracing::debug!("the API refused the access token as invalid; renewing it once");
+        self.session.token_rejected(&token);
+        execute(&client, retry, &self.session).await
+    }
+}
+
+async fn execute(
+    client: &reqwest::Client,
+    mut request: reqwest::Request,
+    session: &Session,
+) -> Result<reqwest::Response, Error> {
+    let header = session.authorization_header().await?;
+    request.headers_mut().insert(AUTHORIZATION, header);
+    client.execute(request).await.map_err(io_error)
+}
+
+fn invalid_token(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(parse_www_authenticate_bearer)
+        .any(|c| {
+            c.error
+                .as_ref()
+                .is_some_and(|e| *e == ErrorCode::InvalidToken)
+        })
+}
+
+fn io_error(e: reqwest::Error) -> Error {
+    // The URL may carry a query with secrets: name only where the call went.
+    let place = e
+        .url()
+        .map(|url| format!(" (to {}{})", url.host_str().unwrap_or(""), url.path()));
+    let e = e.without_url();
+    let reason = format!("{e}{}", place.unwrap_or_default());
+    let endpoint = Endpoint::Resource;
+    Error::Transport(if e.is_connect() {
+        TransportError::Connect { endpoint, reason }
+    } else {
+        TransportError::Io { endpoint, reason }
+    })
+}
