@@ -8,7 +8,7 @@
 use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::lifecycle::TokenSet;
 
@@ -136,5 +136,60 @@ impl TokenStore for MemoryStore {
     fn clear(&self) -> Result<(), StoreError> {
         *self.set.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
+    }
+}
+
+/// A callback run each time a new token set has been stored.
+pub type TokenHook = Arc<dyn Fn(&TokenSet) + Send + Sync>;
+
+/// How a session stores and renews its tokens.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    /// Where the token set is kept. Default: in memory.
+    pub store: Arc<dyn TokenStore>,
+    /// Renewal timing.
+    pub lifecycle: crate::lifecycle::LifecycleConfig,
+    /// Run after each new token set is stored.
+    pub hooks: Vec<TokenHook>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            store: Arc::new(MemoryStore::new()),
+            lifecycle: crate::lifecycle::LifecycleConfig::default(),
+            hooks: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("store", &self.store)
+            .field("lifecycle", &self.lifecycle)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+impl SessionOptions {
+    /// Keeps the tokens in `store`.
+    pub fn with_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Sets the renewal timing.
+    pub fn with_lifecycle(mut self, config: crate::lifecycle::LifecycleConfig) -> Self {
+        self.lifecycle = config;
+        self
+    }
+
+    /// Runs `hook` after each new token set is stored.
+    pub fn on_tokens(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
     }
 }

@@ -15,10 +15,10 @@
 //! Tracing spans carry the endpoint, method, host and path; never a query, a header or a body.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response};
-use nethealth_oidc_core::retry::{Outcome, RequestKind, RetryPolicy};
+pub use nethealth_oidc_core::retry::TransportConfig;
+use nethealth_oidc_core::retry::{Outcome, RequestKind};
 use nethealth_oidc_core::{Endpoint, TransportError};
 use tracing::Instrument;
 
@@ -29,59 +29,9 @@ mod provider;
 mod session;
 
 pub use authorized::AuthorizedClient;
+pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
-pub use session::{Session, SessionOptions, TokenHook};
-
-/// Timeouts, the body limit and the retry policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TransportConfig {
-    /// The whole exchange, body included. Default 30 s.
-    pub timeout: Duration,
-    /// Making the connection, TLS included. Default 10 s.
-    pub connect_timeout: Duration,
-    /// The largest body read, in bytes. Default 1 MiB; larger bodies are refused, not truncated.
-    pub max_body_bytes: usize,
-    /// When to retry.
-    pub retry: RetryPolicy,
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        TransportConfig {
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            max_body_bytes: 1024 * 1024,
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-impl TransportConfig {
-    /// Sets the overall timeout.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Sets the connect timeout.
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets the body limit.
-    pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
-        self.max_body_bytes = limit;
-        self
-    }
-
-    /// Sets the retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-}
+pub use session::Session;
 
 /// An async HTTP client with nethealth-oidc's safety settings. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -15,24 +15,11 @@ use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, RegistrationAccessToken};
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{ClientConfig, Clock, Endpoint, Error, Scopes, UnixTime};
+use nethealth_oidc_core::{ClientConfig, Clock, Endpoint, Error, Scopes};
 use url::Url;
 
 use crate::HttpClient;
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixTime {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        UnixTime::from_secs(secs)
-    }
-}
+pub use nethealth_oidc_store::SystemClock;
 
 /// A discovered OpenID Provider: its metadata, and its signing keys, cached. Cheap to clone; `Send + Sync`.
 ///

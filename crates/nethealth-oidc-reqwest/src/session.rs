@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use nethealth_oidc_core::context::Grant;
-use nethealth_oidc_core::lifecycle::{Action, GrantKind, Lifecycle, LifecycleConfig, TokenSet};
+use nethealth_oidc_core::lifecycle::{Action, GrantKind, Lifecycle, TokenSet};
 use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, State};
-use nethealth_oidc_core::store::{MemoryStore, TokenStore};
+use nethealth_oidc_core::store::SessionOptions;
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
 use nethealth_oidc_core::{Endpoint, Error, ErrorCode, GrantedScopes, UnixTime};
@@ -18,61 +18,6 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::Client;
-
-/// A callback run each time a new token set has been stored.
-pub type TokenHook = Arc<dyn Fn(&TokenSet) + Send + Sync>;
-
-/// How a session stores and renews its tokens.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct SessionOptions {
-    /// Where the token set is kept. Default: in memory.
-    pub store: Arc<dyn TokenStore>,
-    /// Renewal timing.
-    pub lifecycle: LifecycleConfig,
-    /// Run after each new token set is stored.
-    pub hooks: Vec<TokenHook>,
-}
-
-impl Default for SessionOptions {
-    fn default() -> Self {
-        SessionOptions {
-            store: Arc::new(MemoryStore::new()),
-            lifecycle: LifecycleConfig::default(),
-            hooks: Vec::new(),
-        }
-    }
-}
-
-impl fmt::Debug for SessionOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionOptions")
-            .field("store", &self.store)
-            .field("lifecycle", &self.lifecycle)
-            .field("hooks", &self.hooks.len())
-            .finish()
-    }
-}
-
-impl SessionOptions {
-    /// Keeps the tokens in `store`.
-    pub fn with_store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = store;
-        self
-    }
-
-    /// Sets the renewal timing.
-    pub fn with_lifecycle(mut self, config: LifecycleConfig) -> Self {
-        self.lifecycle = config;
-        self
-    }
-
-    /// Runs `hook` after each new token set is stored.
-    pub fn on_tokens(mut self, hook: impl Fn(&TokenSet) + Send + Sync + 'static) -> Self {
-        self.hooks.push(Arc::new(hook));
-        self
-    }
-}
 
 /// What the hot path reads: the token and until when it may be handed out without asking the lifecycle.
 struct Cached {

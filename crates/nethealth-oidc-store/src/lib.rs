@@ -21,6 +21,21 @@ pub use nethealth_oidc_core::store::{MemoryStore, StoreError, StoreGuard, TokenS
 
 mod file;
 
+/// The system clock, as the transports read it: Unix seconds from [`std::time::SystemTime`]. (The core never reads
+/// a clock; this crate holds what touches the operating system.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl nethealth_oidc_core::Clock for SystemClock {
+    fn now(&self) -> nethealth_oidc_core::UnixTime {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        nethealth_oidc_core::UnixTime::from_secs(secs)
+    }
+}
+
 /// Keeps the token set in a file: mode 0600, atomic replace, a lock on `<file>.lock`, corruption detected.
 #[derive(Debug, Clone)]
 pub struct FileStore {

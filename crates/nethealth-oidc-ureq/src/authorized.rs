@@ -1,0 +1,98 @@
+//! [`AuthorizedClient`]: a ureq agent that sends the session's bearer token with every request.
+
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use nethealth_oidc_core::userinfo::parse_www_authenticate_bearer;
+use nethealth_oidc_core::{Endpoint, Error, ErrorCode, TransportError};
+
+use crate::Session;
+
+/// A [`ureq::Agent`] bound to a [`Session`]: every request carries `Authorization: Bearer <token>`, with a token
+/// that is valid when sent. When the API answers `401` with `WWW-Authenticate: Bearer error="invalid_token"`, the
+/// session renews the token once and the request is sent once more.
+///
+/// Requests are `http::Request<Vec<u8>>` values, so the body can always be replayed; 4xx and 5xx come back as
+/// responses, not errors, whatever the agent's own settings.
+#[derive(Debug, Clone)]
+pub struct AuthorizedClient {
+    session: Session,
+    agent: ureq::Agent,
+}
+
+impl Session {
+    /// An HTTP client for API calls with this session's token. Bring the agent you call the API with (its proxy
+    /// and TLS settings are kept).
+    pub fn authorized(&self, agent: ureq::Agent) -> AuthorizedClient {
+        AuthorizedClient {
+            session: self.clone(),
+            agent,
+        }
+    }
+}
+
+impl AuthorizedClient {
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Sends `request` with the bearer token; see the [type docs](Self) for the one retry on `invalid_token`. The
+    /// response is returned whatever its status: a `403` with `error="insufficient_scope"` means the user did not
+    /// grant a scope this call needs (check [`Session::allows`] first).
+    pub fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<ureq::Body>, Error> {
+        let token = self.session.access_token()?;
+        let response = self.execute(request.clone())?;
+        if response.status() != http::StatusCode::UNAUTHORIZED || !invalid_token(&response) {
+            return Ok(response);
+        }
+        tracing::debug!("the API refused the access token as invalid; renewing it once");
+        self.session.token_rejected(&token);
+        self.execute(request)
+    }
+
+    fn execute(
+        &self,
+        mut request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<ureq::Body>, Error> {
+        let header = self.session.authorization_header()?;
+        request.headers_mut().insert(AUTHORIZATION, header);
+        let place = format!(
+            " (to {}{})",
+            request.uri().host().unwrap_or(""),
+            request.uri().path()
+        );
+        let request = self
+            .agent
+            .configure_request(request)
+            .http_status_as_error(false)
+            .build();
+        self.agent.run(request).map_err(|e| {
+            let endpoint = Endpoint::Resource;
+            let reason = format!("{e}{place}");
+            Error::Transport(match e {
+                ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                    TransportError::Connect { endpoint, reason }
+                }
+                ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    TransportError::Connect { endpoint, reason }
+                }
+                _ => TransportError::Io { endpoint, reason },
+            })
+        })
+    }
+}
+
+fn invalid_token(response: &http::Response<ureq::Body>) -> bool {
+    response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(parse_www_authenticate_bearer)
+        .any(|c| {
+            c.error
+                .as_ref()
+                .is_some_and(|e| *e == ErrorCode::InvalidToken)
+        })
+}

@@ -1,0 +1,298 @@
+//! [`Provider`]: a discovered OpenID Provider with its signing keys cached, and [`Client`]: one registered client
+//! of it, which logs users in.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use nethealth_oidc_core::authorize::{AuthorizationRequest, PendingLogin};
+use nethealth_oidc_core::context::{ClientContext, ClientOptions, Grant};
+use nethealth_oidc_core::discovery::{self, ProviderMetadata};
+use nethealth_oidc_core::jwks::{self, JwkSet, JwksRefreshLimiter, JwksRefreshPolicy};
+use nethealth_oidc_core::registration::{
+    self, ClientMetadata, NetHealthRegistration, RegisteredClient,
+};
+use nethealth_oidc_core::retry::RequestKind;
+use nethealth_oidc_core::revocation::TokenRef;
+use nethealth_oidc_core::secret::{AccessToken, RegistrationAccessToken};
+use nethealth_oidc_core::token;
+use nethealth_oidc_core::userinfo::UserInfo;
+use nethealth_oidc_core::{ClientConfig, Clock, Endpoint, Error, Scopes};
+use url::Url;
+
+use crate::HttpClient;
+pub use nethealth_oidc_store::SystemClock;
+
+/// A discovered OpenID Provider: its metadata, and its signing keys, cached. Cheap to clone; `Send + Sync`.
+///
+/// An ID token signed with a key the cache does not know makes the provider fetch its JWKS again, at most once
+/// per [`JwksRefreshPolicy::min_interval`], so a flood of tokens with made-up key ids cannot hammer the provider.
+/// A failed fetch keeps the last good keys.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    inner: Arc<ProviderInner>,
+}
+
+#[derive(Debug)]
+struct ProviderInner {
+    http: HttpClient,
+    metadata: ProviderMetadata,
+    keys: RwLock<Arc<JwkSet>>,
+    limiter: Mutex<JwksRefreshLimiter>,
+    refetch: Mutex<()>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Provider {
+    /// Discovers `issuer` (its `/.well-known/openid-configuration`) and fetches its keys.
+    pub fn discover(http: HttpClient, issuer: &str) -> Result<Provider, Error> {
+        Provider::discover_with_clock(http, issuer, Arc::new(SystemClock))
+    }
+
+    /// [`discover`](Self::discover) with another clock (tests drive expiry with a
+    /// [`ManualClock`](nethealth_oidc_core::ManualClock)).
+    pub fn discover_with_clock(
+        http: HttpClient,
+        issuer: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Provider, Error> {
+        let request = discovery::discovery_request(issuer)?;
+        let response = http.send(Endpoint::Discovery, RequestKind::Idempotent, request)?;
+        let metadata = discovery::parse_discovery(issuer, &response)?;
+        let keys = match &metadata.jwks_uri {
+            Some(uri) => {
+                let response = http.send(
+                    Endpoint::Jwks,
+                    RequestKind::Idempotent,
+                    jwks::jwks_request(uri),
+                )?;
+                jwks::parse_jwks(&response)?
+            }
+            None => JwkSet::default(),
+        };
+        let mut limiter = JwksRefreshLimiter::new(JwksRefreshPolicy::default());
+        limiter.record_fetch(clock.now());
+        Ok(Provider {
+            inner: Arc::new(ProviderInner {
+                http,
+                metadata,
+                keys: RwLock::new(Arc::new(keys)),
+                limiter: Mutex::new(limiter),
+                refetch: Mutex::new(()),
+                clock,
+            }),
+        })
+    }
+
+    /// The provider's metadata.
+    pub fn metadata(&self) -> &ProviderMetadata {
+        &self.inner.metadata
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &str {
+        &self.inner.metadata.issuer
+    }
+
+    /// The HTTP client.
+    pub fn http(&self) -> &HttpClient {
+        &self.inner.http
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The signing keys as cached now.
+    pub fn keys(&self) -> Arc<JwkSet> {
+        Arc::clone(&self.inner.keys.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Fetches the JWKS again if the rate limit allows; returns whether the keys were fetched. Concurrent callers
+    /// share one fetch.
+    pub fn refresh_keys(&self) -> Result<bool, Error> {
+        let before = self.keys();
+        let _one_at_a_time = self.inner.refetch.lock().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&before, &self.keys()) {
+            return Ok(true); // Another caller fetched them while this one waited.
+        }
+        let now = self.inner.clock.now();
+        if !self
+            .inner
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_acquire(now)
+        {
+            tracing::debug!("JWKS refetch refused by the rate limit");
+            return Ok(false);
+        }
+        let uri = self
+            .inner
+            .metadata
+            .jwks_uri
+            .as_ref()
+            .ok_or(Error::Unsupported("jwks_uri"))?;
+        let response = self.inner.http.send(
+            Endpoint::Jwks,
+            RequestKind::Idempotent,
+            jwks::jwks_request(uri),
+        )?;
+        let keys = jwks::parse_jwks(&response)?;
+        *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        tracing::debug!("JWKS fetched again");
+        Ok(true)
+    }
+
+    /// Runs `check` with the cached keys; if it asks for new keys (an unknown key id), fetches them (rate-limited)
+    /// and runs it once more.
+    pub(crate) fn with_keys<T>(
+        &self,
+        check: impl Fn(&JwkSet) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        match check(&self.keys()) {
+            Err(e) if e.needs_jwks_refresh() => {
+                if self.refresh_keys()? {
+                    check(&self.keys())
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Registers a client by RFC 7591 dynamic registration, with an optional initial access token.
+    pub fn register(
+        &self,
+        metadata: &ClientMetadata,
+        initial_access_token: Option<&RegistrationAccessToken>,
+    ) -> Result<RegisteredClient, Error> {
+        let endpoint = self
+            .inner
+            .metadata
+            .registration_endpoint
+            .as_ref()
+            .ok_or(Error::Unsupported("registration endpoint"))?;
+        let request = registration::registration_request(endpoint, metadata, initial_access_token)?;
+        let response =
+            self.inner
+                .http
+                .send(Endpoint::Registration, RequestKind::OneShot, request)?;
+        Ok(registration::parse_registration_response(&response)?)
+    }
+
+    /// Registers a client at the Net Health Accounts site's `/api/Clients/Register` action.
+    pub fn register_net_health(
+        &self,
+        registration: &NetHealthRegistration,
+        metadata: &ClientMetadata,
+        bearer: Option<&RegistrationAccessToken>,
+    ) -> Result<RegisteredClient, Error> {
+        let request = registration.request(self.issuer(), metadata, bearer)?;
+        let response =
+            self.inner
+                .http
+                .send(Endpoint::Registration, RequestKind::OneShot, request)?;
+        Ok(registration.parse_response(&response)?)
+    }
+
+    /// A client of this provider.
+    pub fn client(&self, config: ClientConfig, options: ClientOptions) -> Result<Client, Error> {
+        let context = ClientContext::new(self.inner.metadata.clone(), config, options)?;
+        Ok(Client {
+            provider: self.clone(),
+            context: Arc::new(context),
+        })
+    }
+}
+
+/// One registered client of a [`Provider`]: starts and finishes logins, and gets client-credentials tokens.
+/// Cheap to clone; `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Client {
+    provider: Provider,
+    context: Arc<ClientContext>,
+}
+
+impl Client {
+    /// The provider.
+    pub fn provider(&self) -> &Provider {
+        &self.provider
+    }
+
+    /// The sans-IO context (requests and checks).
+    pub fn context(&self) -> &Arc<ClientContext> {
+        &self.context
+    }
+
+    /// An authorization request for `scopes`, to customise (prompt, login_hint, max_age, ...) and then pass to
+    /// [`begin_login_with`](Self::begin_login_with).
+    pub fn login_request(&self, scopes: &Scopes) -> Result<AuthorizationRequest, Error> {
+        self.context.authorization_request(scopes)
+    }
+
+    /// Starts a login for `scopes`: the URL to send the browser to, and the [`PendingLogin`] to keep in the user's
+    /// session until the callback.
+    pub fn begin_login(&self, scopes: &Scopes) -> Result<(Url, PendingLogin), Error> {
+        Ok(self.begin_login_with(self.login_request(scopes)?))
+    }
+
+    /// Starts a login from a customised request.
+    pub fn begin_login_with(&self, request: AuthorizationRequest) -> (Url, PendingLogin) {
+        request.build(&mut rand::rng(), self.provider.clock().now())
+    }
+
+    /// Finishes a login: checks the callback URL the browser came back to, exchanges the code, verifies the ID
+    /// token, and returns the grant with its granted scopes. The user's refusal is an error for which
+    /// [`Error::is_consent_denied`] is true; a partial grant is a success for which [`Grant::is_partial`] is true.
+    pub fn finish_login(&self, pending: &PendingLogin, callback_url: &Url) -> Result<Grant, Error> {
+        let now = self.provider.clock().now();
+        let request = self.context.exchange_request(pending, callback_url, now)?;
+        let response = self
+            .provider
+            .http()
+            .send(Endpoint::Token, RequestKind::OneShot, request)?;
+        let response = token::parse_token_response(&response)?;
+        self.provider.with_keys(|keys| {
+            self.context
+                .complete_login(pending, response.clone(), keys, now)
+        })
+    }
+
+    /// Gets a token for the client itself (machine to machine).
+    pub fn client_credentials(&self, scopes: &Scopes) -> Result<Grant, Error> {
+        let now = self.provider.clock().now();
+        let scope = (!scopes.is_empty()).then_some(scopes);
+        let request = self.context.client_credentials_request(scope)?;
+        let response = self
+            .provider
+            .http()
+            .send(Endpoint::Token, RequestKind::OneShot, request)?;
+        let response = token::parse_token_response(&response)?;
+        Ok(self
+            .context
+            .complete_client_credentials(scopes, response, now))
+    }
+
+    /// Asks the userinfo endpoint about the user `sub` (the ID token's), with `access_token`.
+    pub fn userinfo(&self, access_token: &AccessToken, sub: &str) -> Result<UserInfo, Error> {
+        let request = self.context.userinfo_request(access_token)?;
+        let response =
+            self.provider
+                .http()
+                .send(Endpoint::Userinfo, RequestKind::Idempotent, request)?;
+        self.context.parse_userinfo(&response, sub)
+    }
+
+    /// Revokes a token (RFC 7009).
+    pub fn revoke(&self, token: TokenRef<'_>) -> Result<(), Error> {
+        let request = self.context.revocation_request(token)?;
+        let response =
+            self.provider
+                .http()
+                .send(Endpoint::Revocation, RequestKind::Idempotent, request)?;
+        Ok(nethealth_oidc_core::revocation::parse_revocation(
+            &response,
+        )?)
+    }
+}

@@ -1,0 +1,490 @@
+//! [`Session`]: a logged-in user's tokens, always valid when asked for.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use nethealth_oidc_core::context::Grant;
+use nethealth_oidc_core::lifecycle::{Action, GrantKind, Lifecycle, TokenSet};
+use nethealth_oidc_core::retry::RequestKind;
+use nethealth_oidc_core::revocation::TokenRef;
+use nethealth_oidc_core::secret::{AccessToken, State};
+use nethealth_oidc_core::store::SessionOptions;
+use nethealth_oidc_core::token;
+use nethealth_oidc_core::userinfo::UserInfo;
+use nethealth_oidc_core::{Endpoint, Error, ErrorCode, GrantedScopes, UnixTime};
+use std::sync::Condvar;
+use url::Url;
+
+use crate::Client;
+
+/// What the hot path reads: the token and until when it may be handed out without asking the lifecycle.
+struct Cached {
+    token: Arc<AccessToken>,
+    header: HeaderValue,
+    use_until: u64,
+}
+
+/// The single renewal in flight: its generation counter and the last outcome.
+#[derive(Default)]
+struct Flight {
+    running: bool,
+    generation: u64,
+    last: Option<Result<Arc<AccessToken>, Error>>,
+}
+
+/// A logged-in user's (or, for client credentials, the client's own) tokens. `Clone + Send + Sync`: keep one in
+/// your application state and share it.
+///
+/// [`access_token`](Self::access_token) hands out the cached token while it is valid and not yet due, without a
+/// lock or any I/O. When it is due, exactly one renewal runs, on the first caller's thread, however many threads
+/// are waiting. The renewed set is stored **before** the new token is
+/// handed out.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    lifecycle: Mutex<Lifecycle>,
+    cache: ArcSwap<Cached>,
+    inflight: Mutex<Flight>,
+    landed: Condvar,
+    /// A renewed set whose storing failed: stored again before anything is handed out.
+    unsaved: Mutex<Option<TokenSet>>,
+    options: SessionOptions,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("lifecycle", &*lock(&self.inner.lifecycle))
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn unix_secs(t: Option<UnixTime>) -> u64 {
+    t.map_or(u64::MAX, UnixTime::as_secs)
+}
+
+impl Client {
+    /// A session for a finished login; the token set is stored first.
+    pub fn session(&self, grant: Grant, options: SessionOptions) -> Result<Session, Error> {
+        let set = TokenSet::from_grant(grant, options.lifecycle.refresh_token_lifetime);
+        Session::start(
+            self.clone(),
+            set,
+            GrantKind::AuthorizationCode,
+            options,
+            true,
+        )
+    }
+
+    /// The session kept in `options.store` by an earlier run, if any.
+    pub fn resume(&self, options: SessionOptions) -> Result<Option<Session>, Error> {
+        let store = Arc::clone(&options.store);
+        let Some(set) = blocking(move || store.load())?? else {
+            return Ok(None);
+        };
+        if set
+            .id_claims
+            .as_ref()
+            .is_some_and(|c| c.iss != self.provider().issuer())
+        {
+            return Err(Error::LoginRequired(
+                "the stored tokens are from another provider".into(),
+            ));
+        }
+        Session::start(
+            self.clone(),
+            set,
+            GrantKind::AuthorizationCode,
+            options,
+            false,
+        )
+        .map(Some)
+    }
+
+    /// A session of client-credentials tokens for `scopes`, requested again ahead of expiry.
+    pub fn client_credentials_session(
+        &self,
+        scopes: &nethealth_oidc_core::Scopes,
+        options: SessionOptions,
+    ) -> Result<Session, Error> {
+        let grant = self.client_credentials(scopes)?;
+        let set = TokenSet::from_grant(grant, None);
+        let kind = GrantKind::ClientCredentials {
+            scope: scopes.clone(),
+        };
+        Session::start(self.clone(), set, kind, options, true)
+    }
+}
+
+/// Runs store I/O (on the caller's thread: this is the blocking transport).
+fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
+    Ok(f())
+}
+
+impl Session {
+    fn start(
+        client: Client,
+        set: TokenSet,
+        kind: GrantKind,
+        options: SessionOptions,
+        save: bool,
+    ) -> Result<Session, Error> {
+        if save {
+            let store = Arc::clone(&options.store);
+            let to_save = set.clone();
+            blocking(move || store.save(&to_save))??;
+        }
+        let now = client.provider().clock().now();
+        let lifecycle = Lifecycle::new(set, kind, options.lifecycle, now);
+        let cache = ArcSwap::from_pointee(cached(&lifecycle));
+        let session = Session {
+            inner: Arc::new(Inner {
+                client,
+                lifecycle: Mutex::new(lifecycle),
+                cache,
+                inflight: Mutex::new(Flight::default()),
+                landed: Condvar::new(),
+                unsaved: Mutex::new(None),
+                options,
+            }),
+        };
+        if save {
+            session.fire_hooks(lock(&session.inner.lifecycle).token_set());
+        }
+        Ok(session)
+    }
+
+    /// A valid access token: the cached one while it is valid and not due, else a renewed one (one renewal for
+    /// all concurrent threads). Fails with [`Error::LoginRequired`] when the user must log in again.
+    pub fn access_token(&self) -> Result<Arc<AccessToken>, Error> {
+        let now = self.inner.client.provider().clock().now().as_secs();
+        let cached = self.inner.cache.load();
+        if now < cached.use_until {
+            return Ok(Arc::clone(&cached.token));
+        }
+        drop(cached);
+        self.renew()
+    }
+
+    /// `Authorization: Bearer ...` for a valid access token (marked sensitive).
+    pub fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        let now = self.inner.client.provider().clock().now().as_secs();
+        let cached = self.inner.cache.load();
+        if now < cached.use_until {
+            return Ok(cached.header.clone());
+        }
+        drop(cached);
+        self.renew()?;
+        Ok(self.inner.cache.load().header.clone())
+    }
+
+    /// What the user granted.
+    pub fn granted_scopes(&self) -> GrantedScopes {
+        lock(&self.inner.lifecycle).granted_scopes().clone()
+    }
+
+    /// Whether `scope` was granted: check it before a call that needs it.
+    pub fn allows(&self, scope: &str) -> bool {
+        lock(&self.inner.lifecycle).allows(scope)
+    }
+
+    /// The current token set (for display or export; it holds secrets).
+    pub fn token_set(&self) -> TokenSet {
+        lock(&self.inner.lifecycle).token_set().clone()
+    }
+
+    /// The client this session belongs to.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Asks the userinfo endpoint about the logged-in user.
+    pub fn userinfo(&self) -> Result<UserInfo, Error> {
+        let sub = lock(&self.inner.lifecycle)
+            .id_claims()
+            .map(|c| c.sub.clone())
+            .ok_or(Error::Unsupported(
+                "ID token in this session (client-credentials sessions have no user)",
+            ))?;
+        let token = self.access_token()?;
+        self.inner.client.userinfo(&token, &sub)
+    }
+
+    /// Revokes the session's tokens at the provider (the refresh token, which ends the grant, else the access
+    /// token) and clears the store. The session then requires a new login.
+    pub fn revoke(&self) -> Result<(), Error> {
+        let set = self.token_set();
+        match &set.refresh_token {
+            Some(rt) => self.inner.client.revoke(TokenRef::Refresh(rt))?,
+            None => self
+                .inner
+                .client
+                .revoke(TokenRef::Access(&set.access_token))?,
+        }
+        let store = Arc::clone(&self.inner.options.store);
+        blocking(move || store.clear())??;
+        *lock(&self.inner.unsaved) = None;
+        let mut lc = lock(&self.inner.lifecycle);
+        lc.end("the session was revoked: the user must log in again");
+        self.inner.cache.store(Arc::new(Cached {
+            use_until: 0,
+            ..cached(&lc)
+        }));
+        Ok(())
+    }
+
+    /// The URL to send the browser to for RP-initiated logout.
+    pub fn logout_url(
+        &self,
+        post_logout_redirect_uri: Option<&Url>,
+        state: Option<&State>,
+    ) -> Result<Url, Error> {
+        let set = self.token_set();
+        self.inner.client.context().logout_url(
+            set.id_token.as_ref(),
+            post_logout_redirect_uri,
+            state,
+        )
+    }
+
+    /// Tells the session a resource server refused `token` as invalid; the next call renews it. Used by
+    /// [`AuthorizedClient`](crate::AuthorizedClient) on `401 invalid_token`.
+    pub fn token_rejected(&self, token: &AccessToken) {
+        let now = self.inner.client.provider().clock().now();
+        let mut lc = lock(&self.inner.lifecycle);
+        lc.handle_token_rejected(now, token);
+        self.inner.cache.store(Arc::new(cached(&lc)));
+    }
+
+    fn fire_hooks(&self, set: &TokenSet) {
+        for hook in &self.inner.options.hooks {
+            hook(set);
+        }
+    }
+
+    /// The slow path: wait for the renewal in flight, or run one on this thread.
+    fn renew(&self) -> Result<Arc<AccessToken>, Error> {
+        let mut flight = lock(&self.inner.inflight);
+        if flight.running {
+            let generation = flight.generation;
+            while flight.running && flight.generation == generation {
+                flight = self
+                    .inner
+                    .landed
+                    .wait(flight)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            return flight.last.clone().unwrap_or_else(|| {
+                Err(Error::LoginRequired(
+                    "the token renewal stopped unexpectedly; try again".into(),
+                ))
+            });
+        }
+        flight.running = true;
+        drop(flight);
+        let guard = InflightGuard(self.clone());
+        let result = self.renew_now();
+        lock(&self.inner.inflight).last = Some(result.clone());
+        drop(guard);
+        result
+    }
+
+    /// One renewal, run by exactly one task at a time.
+    fn renew_now(&self) -> Result<Arc<AccessToken>, Error> {
+        // A set renewed earlier whose storing failed is stored first.
+        let unsaved = lock(&self.inner.unsaved).take();
+        if let Some(set) = unsaved {
+            self.persist_and_install(set)?;
+        }
+        // Across processes: hold the store's lock and re-read it; another process may have renewed already.
+        let store = Arc::clone(&self.inner.options.store);
+        let _store_lock = blocking(move || store.lock())??;
+        self.adopt_stored()?;
+        for attempt in 0..2 {
+            let now = self.now();
+            let action = lock(&self.inner.lifecycle).poll_action(now, self.inner.client.context());
+            let (request, refresh) = match action {
+                Action::UseToken => return Ok(self.refresh_cache()),
+                Action::LoginRequired { reason } => return Err(Error::LoginRequired(reason)),
+                Action::Unavailable { error, .. } => return Err(error),
+                Action::Wait => {
+                    return Err(Error::LoginRequired(
+                        "a renewal is already running; try again".into(),
+                    ));
+                }
+                Action::Refresh { request } => (request, true),
+                Action::RequestNewToken { request } => (request, false),
+                _ => return Err(Error::Unsupported("this renewal action")),
+            };
+            tracing::debug!(refresh, "renewing the access token");
+            match self.exchange(request, refresh, now) {
+                Ok(set) => {
+                    self.persist_and_install(set)?;
+                    return Ok(self.refresh_cache());
+                }
+                Err(error) => {
+                    let invalid_grant = error
+                        .oauth_error()
+                        .is_some_and(|e| e.code == ErrorCode::InvalidGrant);
+                    // Before declaring "log in again", re-read the store: another process may have rotated the
+                    // refresh token already.
+                    if invalid_grant && attempt == 0 && self.adopt_stored()? {
+                        lock(&self.inner.lifecycle).abandon();
+                        continue;
+                    }
+                    let mut lc = lock(&self.inner.lifecycle);
+                    lc.handle_failure(self.now(), error.clone());
+                    let still_valid = lc.token_set().is_valid_at(self.now());
+                    drop(lc);
+                    if still_valid && !invalid_grant {
+                        // A transient failure before expiry is not an error: keep serving the current token.
+                        tracing::debug!(%error, "renewal failed; the current token is still valid");
+                        return Ok(self.refresh_cache());
+                    }
+                    self.refresh_cache();
+                    return Err(if invalid_grant {
+                        Error::LoginRequired(format!(
+                            "refresh token rejected (invalid_grant): {error}"
+                        ))
+                    } else {
+                        error
+                    });
+                }
+            }
+        }
+        Err(Error::LoginRequired(
+            "the refresh token was rejected twice: the user must log in again".into(),
+        ))
+    }
+
+    /// Sends a renewal request and computes the new set (nothing installed yet).
+    fn exchange(
+        &self,
+        request: http::Request<Vec<u8>>,
+        refresh: bool,
+        now: UnixTime,
+    ) -> Result<TokenSet, Error> {
+        let client = &self.inner.client;
+        let response =
+            client
+                .provider()
+                .http()
+                .send(Endpoint::Token, RequestKind::OneShot, request)?;
+        let response = token::parse_token_response(&response)?;
+        let original = lock(&self.inner.lifecycle).id_claims().cloned();
+        let new_claims = match (&response.id_token, &original, refresh) {
+            (Some(id_token), Some(original), true) => {
+                Some(client.provider().with_keys(|keys| {
+                    client.context().verify_refreshed(
+                        id_token,
+                        original,
+                        Some(&response.access_token),
+                        keys,
+                        now,
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        lock(&self.inner.lifecycle).prepare_refresh(now, response, new_claims)
+    }
+
+    /// Stores `set`, then installs it: a rotated refresh token is never handed out before it is stored. If
+    /// storing fails, the set is kept aside (and stored before anything else next time) and the error returned.
+    fn persist_and_install(&self, set: TokenSet) -> Result<(), Error> {
+        let store = Arc::clone(&self.inner.options.store);
+        let to_save = set.clone();
+        match blocking(move || store.save(&to_save))? {
+            Ok(()) => {
+                lock(&self.inner.lifecycle).install(self.now(), set.clone());
+                self.fire_hooks(&set);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.inner.lifecycle).abandon();
+                *lock(&self.inner.unsaved) = Some(set);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Adopts the stored set if another process renewed it; returns whether it did.
+    fn adopt_stored(&self) -> Result<bool, Error> {
+        let store = Arc::clone(&self.inner.options.store);
+        let Some(stored) = blocking(move || store.load())?? else {
+            return Ok(false);
+        };
+        let mut lc = lock(&self.inner.lifecycle);
+        let current = lc.token_set();
+        let newer = !stored.access_token.ct_eq(&current.access_token)
+            && stored.received_at >= current.received_at;
+        if newer {
+            tracing::debug!("adopting tokens renewed by another process");
+            let now = lc.now();
+            lc.install(now, stored);
+        }
+        Ok(newer)
+    }
+
+    fn now(&self) -> UnixTime {
+        self.inner.client.provider().clock().now()
+    }
+
+    /// Republishes the lifecycle's current token to the hot path and returns it.
+    fn refresh_cache(&self) -> Arc<AccessToken> {
+        let lc = lock(&self.inner.lifecycle);
+        let fresh = cached(&lc);
+        let token = Arc::clone(&fresh.token);
+        self.inner.cache.store(Arc::new(fresh));
+        token
+    }
+}
+
+fn cached(lc: &Lifecycle) -> Cached {
+    let set = lc.token_set();
+    // Hand the token out without asking the lifecycle until the renewal is due (or the token expires).
+    let use_until = unix_secs(lc.refresh_due_at()).min(unix_secs(set.expires_at));
+    let now = lc.now().as_secs();
+    Cached {
+        token: Arc::new(set.access_token.clone()),
+        header: set.authorization_header(),
+        // During a backoff after a failed renewal the token is served until its expiry.
+        use_until: if lc.poll_timeout().is_some_and(|t| t.as_secs() > use_until)
+            && now < unix_secs(set.expires_at)
+        {
+            unix_secs(lc.poll_timeout()).min(unix_secs(set.expires_at))
+        } else {
+            use_until
+        },
+    }
+}
+
+/// Ends the flight and wakes the waiters, even if the renewal panics.
+struct InflightGuard(Session);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        lock(&self.0.inner.lifecycle).abandon();
+        let mut flight = lock(&self.0.inner.inflight);
+        flight.running = false;
+        flight.generation = flight.generation.wrapping_add(1);
+        if std::thread::panicking() {
+            flight.last = Some(Err(Error::LoginRequired(
+                "the token renewal stopped unexpectedly; try again".into(),
+            )));
+        }
+        drop(flight);
+        self.0.inner.landed.notify_all();
+    }
+}
