@@ -87,13 +87,29 @@ struct RatioCheck {
 }
 
 /// Every speed target `cargo xtask bench` enforces. Add a row to add a check.
-const RATIO_CHECKS: &[RatioCheck] = &[RatioCheck {
-    group: "id_token",
-    bench: "nethealth_id_token_verify",
-    baseline: "raw_aws_lc_rs_rsa2048_verify",
-    max_ratio: 1.2,
-    what: "RS256 ID-token verify vs raw aws-lc-rs RSA-2048 PKCS#1 SHA-256 verify",
-}];
+const RATIO_CHECKS: &[RatioCheck] = &[
+    RatioCheck {
+        group: "id_token",
+        bench: "nethealth_id_token_verify",
+        baseline: "raw_aws_lc_rs_rsa2048_verify",
+        max_ratio: 1.2,
+        what: "RS256 ID-token verify vs raw aws-lc-rs RSA-2048 PKCS#1 SHA-256 verify",
+    },
+    RatioCheck {
+        group: "access_token",
+        bench: "async_session_access_token",
+        baseline: "floor_clock_read_plus_atomic_load",
+        max_ratio: 3.0,
+        what: "cached async Session::access_token() vs a clock read plus an atomic load",
+    },
+    RatioCheck {
+        group: "access_token",
+        bench: "blocking_session_access_token",
+        baseline: "floor_clock_read_plus_atomic_load",
+        max_ratio: 3.0,
+        what: "cached blocking Session::access_token() vs a clock read plus an atomic load",
+    },
+];
 
 /// Runs the benches, then checks every [`RATIO_CHECKS`] row against criterion's median estimates.
 fn bench(extra: &[String]) -> Result<(), String> {

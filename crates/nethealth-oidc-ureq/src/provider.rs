@@ -68,6 +68,18 @@ impl Provider {
             }
             None => JwkSet::default(),
         };
+        Provider::from_parts(http, metadata, keys, clock)
+    }
+
+    /// A provider from metadata and keys already at hand (cached by the application, or made by a test or a
+    /// bench): nothing is fetched. The endpoints are checked as discovery checks them.
+    pub fn from_parts(
+        http: HttpClient,
+        metadata: ProviderMetadata,
+        keys: JwkSet,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Provider, Error> {
+        metadata.check_endpoints()?;
         let mut limiter = JwksRefreshLimiter::new(JwksRefreshPolicy::default());
         limiter.record_fetch(clock.now());
         Ok(Provider {
