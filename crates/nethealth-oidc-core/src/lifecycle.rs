@@ -236,6 +236,8 @@ pub struct Lifecycle {
     retry_at: Option<UnixTime>,
     last_error: Option<Error>,
     login_required: Option<String>,
+    /// The current token was refused by a resource server: renew it now, whatever the spacing.
+    rejected: bool,
 }
 
 impl fmt::Debug for Lifecycle {
@@ -265,6 +267,7 @@ impl Lifecycle {
             retry_at: None,
             last_error: None,
             login_required: None,
+            rejected: false,
         }
     }
 
@@ -310,11 +313,14 @@ impl Lifecycle {
         self.set.expires_at
     }
 
-    /// When the access token is due for renewal: `expires_at` less the margin (at most half the lifetime).
+    /// When the access token is due for renewal: `expires_at` less the margin (at most half the lifetime), but never
+    /// sooner than `min_backoff` after the set was received — so a provider answering `expires_in: 0`, or an API
+    /// refusing every token, cannot drive a renewal loop.
     pub fn refresh_due_at(&self) -> Option<UnixTime> {
         let exp = self.set.expires_at?;
         let lifetime = exp.saturating_duration_since(self.set.received_at);
-        Some(exp.saturating_sub(self.config.refresh_margin.min(lifetime / 2)))
+        let due = exp.saturating_sub(self.config.refresh_margin.min(lifetime / 2));
+        Some(due.max(self.set.received_at.saturating_add(self.config.min_backoff)))
     }
 
     /// Whether a renewal is in flight.
@@ -422,6 +428,7 @@ impl Lifecycle {
         if self.set.access_token.ct_eq(token) {
             self.set.expires_at = Some(self.now);
             self.retry_at = None;
+            self.rejected = true;
         }
     }
 
@@ -436,6 +443,7 @@ impl Lifecycle {
         self.retry_at = None;
         self.last_error = None;
         self.login_required = None;
+        self.rejected = false;
     }
 
     /// Ends the lifecycle (after a revocation or a logout): from now on it answers
@@ -464,8 +472,10 @@ impl Lifecycle {
             };
         }
         let valid = self.set.is_valid_at(now);
-        let due = self.refresh_due_at().is_some_and(|due| now >= due);
-        if valid && !due {
+        let due = self.rejected || self.refresh_due_at().is_some_and(|due| now >= due);
+        if !due {
+            // Valid and not yet due; or "expired" within `min_backoff` of being issued (`expires_in: 0`), which is
+            // handed out rather than renewed in a loop.
             return Action::UseToken;
         }
         if self.in_flight {

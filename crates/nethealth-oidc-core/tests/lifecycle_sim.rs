@@ -497,3 +497,37 @@ fn a_rejected_token_is_renewed_once() {
     assert!(matches!(sim.poll(), Action::UseToken));
     assert_eq!(sim.requests.len(), 1);
 }
+
+#[test]
+fn expires_in_zero_cannot_drive_a_renewal_loop() {
+    let mut sim = Sim::new(
+        login_set(0, Some("rt-0"), "openid"),
+        GrantKind::AuthorizationCode,
+        LifecycleConfig::default(),
+    );
+    assert!(!matches!(sim.at(0), Action::Refresh { .. }), "not at once");
+    assert!(matches!(sim.jump(), Action::Refresh { .. }));
+    assert_eq!(
+        sim.now,
+        UnixTime::from_secs(T0 + 1),
+        "one min_backoff later"
+    );
+    sim.answer(serde_json::json!({"access_token":"at-1","token_type":"bearer","expires_in":0,"refresh_token":"rt-1"}), None)
+        .unwrap();
+    assert!(
+        !matches!(sim.poll(), Action::Refresh { .. }),
+        "not again in the same second"
+    );
+    // A simulated minute makes at most one renewal a second.
+    for _ in 0..60 {
+        if let Action::Refresh { .. } = sim.jump() {
+            sim.answer(
+                serde_json::json!({"access_token":"at-n","token_type":"bearer","expires_in":0,"refresh_token":"rt-n"}),
+                None,
+            )
+            .unwrap();
+        }
+    }
+    assert!(sim.now >= UnixTime::from_secs(T0 + 61));
+    assert_eq!(sim.requests.len(), 61);
+}
