@@ -186,6 +186,33 @@ pub struct RegisteredClient {
 }
 
 impl RegisteredClient {
+    /// Fills what the answer did not echo (redirect URIs, auth method, grant types, ...) from the request that was
+    /// sent, so that [`to_client_config`](Self::to_client_config) knows them.
+    pub fn fill_from_request(&mut self, requested: &ClientMetadata) {
+        let m = &mut self.metadata;
+        if m.redirect_uris.is_empty() {
+            m.redirect_uris = requested.redirect_uris.clone();
+        }
+        if m.post_logout_redirect_uris.is_empty() {
+            m.post_logout_redirect_uris = requested.post_logout_redirect_uris.clone();
+        }
+        if m.grant_types.is_empty() {
+            m.grant_types = requested.grant_types.clone();
+        }
+        if m.response_types.is_empty() {
+            m.response_types = requested.response_types.clone();
+        }
+        if m.scope.is_none() {
+            m.scope = requested.scope.clone();
+        }
+        if m.client_name.is_none() {
+            m.client_name = requested.client_name.clone();
+        }
+        if m.token_endpoint_auth_method.is_none() && self.client_secret.is_some() {
+            m.token_endpoint_auth_method = requested.token_endpoint_auth_method;
+        }
+    }
+
     /// The client as the token, authorize and ID-token code needs it.
     pub fn to_client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new(self.client_id.clone(), self.client_secret.clone())
@@ -625,6 +652,21 @@ fn registered_from_object(
             }
             None => None,
         };
+    // Answers in PascalCase or camelCase (ASP.NET): map the known fields back to their RFC 7591 names.
+    for (snake, pascal) in RFC7591_FIELDS {
+        if object.contains_key(snake) {
+            continue;
+        }
+        let found = object
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(pascal))
+            .cloned();
+        if let Some(key) = found
+            && let Some(value) = object.remove(&key)
+        {
+            object.insert(snake.to_owned(), value);
+        }
+    }
     let client_id_issued_at = take_u64(&mut object, "client_id_issued_at");
     let client_secret_expires_at = take_u64(&mut object, "client_secret_expires_at");
     // What is left is metadata (under RFC 7591 names, or kept in `extra` under the site's own).

@@ -98,6 +98,8 @@ impl HttpClient {
                 let outcome = match &result {
                     Ok(response) => Outcome::of_response(response),
                     Err(e) if e.never_sent() => Outcome::ConnectFailed,
+                    // A body over the limit will be over it again: not worth another try.
+                    Err(TransportError::BodyTooLarge { .. }) => return result,
                     Err(_) => Outcome::NoResponse,
                 };
                 match &result {

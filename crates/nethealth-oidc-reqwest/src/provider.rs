@@ -199,7 +199,9 @@ impl Provider {
             .http
             .send(Endpoint::Registration, RequestKind::OneShot, request)
             .await?;
-        Ok(registration::parse_registration_response(&response)?)
+        let mut registered = registration::parse_registration_response(&response)?;
+        registered.fill_from_request(metadata);
+        Ok(registered)
     }
 
     /// Registers a client at the Net Health Accounts site's `/api/Clients/Register` action.
@@ -215,7 +217,9 @@ impl Provider {
             .http
             .send(Endpoint::Registration, RequestKind::OneShot, request)
             .await?;
-        Ok(registration.parse_response(&response)?)
+        let mut registered = registration.parse_response(&response)?;
+        registered.fill_from_request(metadata);
+        Ok(registered)
     }
 
     /// A client of this provider.

@@ -190,7 +190,9 @@ impl Provider {
             self.inner
                 .http
                 .send(Endpoint::Registration, RequestKind::OneShot, request)?;
-        Ok(registration::parse_registration_response(&response)?)
+        let mut registered = registration::parse_registration_response(&response)?;
+        registered.fill_from_request(metadata);
+        Ok(registered)
     }
 
     /// Registers a client at the Net Health Accounts site's `/api/Clients/Register` action.
@@ -205,7 +207,9 @@ impl Provider {
             self.inner
                 .http
                 .send(Endpoint::Registration, RequestKind::OneShot, request)?;
-        Ok(registration.parse_response(&response)?)
+        let mut registered = registration.parse_response(&response)?;
+        registered.fill_from_request(metadata);
+        Ok(registered)
     }
 
     /// A client of this provider.

@@ -9,20 +9,20 @@
 //! - [`core`] is the sans-IO protocol core, for libraries that bring their own HTTP client.
 //! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`].
 
-pub use core;
-pub use core::authorize::{AuthorizationRequest, PendingLogin, Pkce, Prompt};
-pub use core::context::{ClientOptions, Grant};
-pub use core::lifecycle::{LifecycleConfig, TokenSet};
-pub use core::registration::{
+pub use nethealth_oidc_store::{FileStore, MemoryStore, StoreError, SystemClock, TokenStore};
+pub use oidc_core as core;
+pub use oidc_core::authorize::{AuthorizationRequest, PendingLogin, Pkce, Prompt};
+pub use oidc_core::context::{ClientOptions, Grant};
+pub use oidc_core::lifecycle::{LifecycleConfig, TokenSet};
+pub use oidc_core::registration::{
     ClientMetadata, FieldNames, NetHealthRegistration, RegisteredClient, RegistrationBase,
 };
-pub use core::retry::{RetryPolicy, TransportConfig};
-pub use core::secret::{AccessToken, ClientSecret, RefreshToken};
-pub use core::store::{SessionOptions, TokenHook};
-pub use core::{
+pub use oidc_core::retry::{RetryPolicy, TransportConfig};
+pub use oidc_core::secret::{AccessToken, ClientSecret, RefreshToken};
+pub use oidc_core::store::{SessionOptions, TokenHook};
+pub use oidc_core::{
     ClientConfig, Error, GrantedScopes, ManualClock, Scopes, TokenAuthMethod, UnixTime,
 };
-pub use nethealth_oidc_store::{FileStore, MemoryStore, StoreError, SystemClock, TokenStore};
 
 #[cfg(feature = "async")]
 pub use nethealth_oidc_reqwest::{AuthorizedClient, Client, HttpClient, Provider, Session};
