@@ -361,3 +361,12 @@ fn rfc7591_registration() {
     assert_eq!(answer.status, 404);
     assert_eq!(answer.json()["error"], "registration_not_supported");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn start_blocking_works_inside_a_runtime_too() {
+    let kit = TestKit::builder().start_blocking().expect("start");
+    let url = kit.discovery_url();
+    // The kit serves from its own thread, so even a blocking call on this runtime's only thread is answered.
+    assert_eq!(get(&url).status, 200);
+    drop(kit);
+}
