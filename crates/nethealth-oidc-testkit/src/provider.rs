@@ -378,8 +378,7 @@ pub(crate) fn consent(shared: &Shared, req: &Req) -> Reply {
     };
     let username = form.single("username").ok().flatten().unwrap_or("");
     let password = form.single("password").ok().flatten().unwrap_or("");
-    let again = |state: &State, message: &str| -> Reply {
-        let _ = state;
+    let again = |message: &str| -> Reply {
         html(
             StatusCode::OK,
             ConsentPage {
@@ -399,7 +398,7 @@ pub(crate) fn consent(shared: &Shared, req: &Req) -> Reply {
         .filter(|u| u.password == password)
         .cloned()
     else {
-        return again(&state, "Invalid username or password");
+        return again("Invalid username or password");
     };
     let respond = |state: &State, params: &[(&str, &str)]| -> Reply {
         match callback_url(
@@ -434,7 +433,7 @@ pub(crate) fn consent(shared: &Shared, req: &Req) -> Reply {
                 .cloned()
                 .collect();
             if granted.is_empty() {
-                return again(&state, "Must select at least one permission.");
+                return again("Must select at least one permission.");
             }
             if form.single("RememberConsent").ok().flatten() == Some("true") {
                 state.remembered.insert(
@@ -460,7 +459,7 @@ pub(crate) fn consent(shared: &Shared, req: &Req) -> Reply {
             );
             respond(&state, &[("code", &code)])
         }
-        _ => again(&state, "Choose \"Yes, Allow\" or \"No, Do Not Allow\"."),
+        _ => again("Choose \"Yes, Allow\" or \"No, Do Not Allow\"."),
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -301,6 +302,7 @@ pub(crate) async fn handle(
                 remaining: 0,
                 then_fail: true,
                 exact: None,
+                pause: None,
             };
             http::Response::from_parts(parts, Body::new(stream))
         }
@@ -349,6 +351,7 @@ fn huge(bytes: u64, declare_length: bool) -> http::Response<Body> {
         remaining: bytes.saturating_sub(prefix_len),
         then_fail: false,
         exact: declare_length.then_some(bytes),
+        pause: None,
     }));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -370,6 +373,8 @@ struct FillBody {
     remaining: u64,
     then_fail: bool,
     exact: Option<u64>,
+    /// Before failing, a short pause so that what was sent is flushed to the client first.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// The error that cuts a truncated response's connection.
@@ -383,7 +388,7 @@ impl http_body::Body for FillBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, CutShort>>> {
         if let Some(prefix) = self.prefix.take()
             && !prefix.is_empty()
@@ -397,6 +402,12 @@ impl http_body::Body for FillBody {
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&FILL[..n])))));
         }
         if self.then_fail {
+            let pause = self
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_millis(50))));
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
             self.then_fail = false;
             return Poll::Ready(Some(Err(CutShort)));
         }
