@@ -16,12 +16,12 @@ const env = process.env;
 
 // ---------------------------------------------------------------------------------------------- settings
 
-function intFromEnv(name, fallback) {
+function intFromEnv(name, fallback, min = 1) {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new Error(`${name} must be a positive integer (seconds or port), got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   }
   return value;
 }
@@ -53,12 +53,17 @@ const ID_TOKEN_TTL = intFromEnv('ID_TOKEN_TTL', 300);
 const REFRESH_TOKEN_TTL = intFromEnv('REFRESH_TOKEN_TTL', 3600);
 const AUTHORIZATION_CODE_TTL = intFromEnv('AUTHORIZATION_CODE_TTL', 60);
 const SESSION_TTL = intFromEnv('SESSION_TTL', 3600);
+// oidc-provider accepts opaque tokens up to clockTolerance seconds after they expire (its default is 15).
+const CLOCK_TOLERANCE = intFromEnv('CLOCK_TOLERANCE', 0, 0);
 const ROTATE_REFRESH_TOKEN = flag('ROTATE_REFRESH_TOKEN', true);
 const PKCE_REQUIRED = flag('PKCE_REQUIRED', false);
 const OFFLINE_ACCESS_ADDS_CONSENT_PROMPT = flag('OFFLINE_ACCESS_ADDS_CONSENT_PROMPT', false);
 const REGISTRATION_INITIAL_ACCESS_TOKEN = env.REGISTRATION_INITIAL_ACCESS_TOKEN || '';
 const ISS_MODE = oneOf('ISS_MODE', 'normal', ['normal', 'unadvertised', 'omit', 'missing', 'wrong']);
 const TOKEN_RESPONSE_SCOPE = oneOf('TOKEN_RESPONSE_SCOPE', 'include', ['include', 'omit']);
+// Stock oidc-provider takes a client secret from either the Authorization header or the form body, whatever the
+// client registered. Strict mode (the default) holds each client to its registered token_endpoint_auth_method.
+const STRICT_CLIENT_AUTH = flag('STRICT_CLIENT_AUTH', true);
 
 const SCOPES = ['openid', 'profile', 'email', 'offline_access', 'patients.read', 'patients.write'];
 
@@ -80,7 +85,7 @@ fs.mkdirSync(path.dirname(LOG_FILE), { recursive: true });
 const logStream = fs.createWriteStream(LOG_FILE, { flags: 'a' });
 
 function log(...args) {
-  logStream.write(`${new Date().toISOString()} ${util.format(...args)}\n`);
+  logStream.write(`${new Date().toISOString()} ${util.formatWithOptions({ breakLength: Infinity }, ...args)}\n`);
 }
 
 // oidc-provider reports its notices through console.*: send everything to the log file. The ready line is
@@ -130,13 +135,15 @@ function signingKey() {
 
 // ---------------------------------------------------------------------------------------------- provider
 
-const stats = { token: {}, token_errors: {}, resource: 0, userinfo: 0 };
+const stats = {};
 function resetStats() {
   stats.token = {};
   stats.token_errors = {};
+  stats.client_auth_rejected = 0;
   stats.resource = 0;
   stats.userinfo = 0;
 }
+resetStats();
 
 const configuration = {
   clients: [STATIC_CLIENT],
@@ -171,6 +178,7 @@ const configuration = {
     required: (ctx, client) => client.clientAuthMethod === 'none' || PKCE_REQUIRED,
   },
   rotateRefreshToken: ROTATE_REFRESH_TOKEN,
+  clockTolerance: CLOCK_TOLERANCE,
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,
     AuthorizationCode: AUTHORIZATION_CODE_TTL,
@@ -261,10 +269,9 @@ function fail(res, status, error, description) {
   sendJson(res, status, { error, error_description: description });
 }
 
-const MAX_BODY = 64 * 1024;
+const MAX_BODY = 56 * 1024;
 
-// Reads a form (application/x-www-form-urlencoded) or JSON body into a URLSearchParams.
-async function readForm(req) {
+async function readBody(req) {
   const chunks = [];
   let size = 0;
   for await (const chunk of req) {
@@ -272,7 +279,12 @@ async function readForm(req) {
     if (size > MAX_BODY) throw new Error('request body too large');
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+// Reads a form (application/x-www-form-urlencoded) or JSON body into a URLSearchParams.
+async function readForm(req) {
+  const text = (await readBody(req)).toString('utf8');
   const type = (req.headers['content-type'] || '').split(';')[0].trim().toLowerCase();
   if (type === 'application/json') {
     const parsed = text ? JSON.parse(text) : {};
@@ -329,7 +341,8 @@ async function interaction(req, res, uid, action) {
       fail(res, 405, 'method_not_allowed', 'use GET to read an interaction');
       return;
     }
-    sendJson(res, 200, describe(details));
+    // The prompt is also in a header, so that a driver needs no JSON parser to pick its next step.
+    sendJson(res, 200, describe(details), { 'X-Interaction-Prompt': details.prompt.name });
     return;
   }
   if (req.method !== 'POST') {
@@ -408,6 +421,59 @@ async function interaction(req, res, uid, action) {
   fail(res, 404, 'not_found', `unknown interaction action ${action}`);
 }
 
+// ---------------------------------------------------------------------------------------------- client auth
+
+const CLIENT_AUTH_PATHS = new Set(['/token', '/token/revocation', '/token/introspection']);
+
+// With STRICT_CLIENT_AUTH, rejects a client_secret_basic client that sends its secret in the form body, and a
+// client_secret_post client that sends it in the Authorization header. Returns true when it answered the request.
+// It reads the body and leaves it in req.body, where oidc-provider picks it up.
+async function rejectMismatchedClientAuth(req, res) {
+  let body;
+  try {
+    body = await readBody(req);
+  } catch (err) {
+    fail(res, 400, 'invalid_request', err.message);
+    return true;
+  }
+  req.body = body;
+  const type = (req.headers['content-type'] || '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') return false;
+  const form = new URLSearchParams(body.toString('utf8'));
+  const header = req.headers.authorization || '';
+  const basic = /^basic\s+(\S+)$/i.exec(header);
+  let clientId = form.get('client_id');
+  if (basic) {
+    const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon < 0) return false;
+    try {
+      clientId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+    } catch {
+      return false;
+    }
+  }
+  if (!clientId) return false;
+  const client = await provider.Client.find(clientId);
+  if (!client) return false;
+  const registered = client.clientAuthMethod;
+  let used;
+  if (basic) used = 'client_secret_basic';
+  else if (form.has('client_secret')) used = 'client_secret_post';
+  else return false;
+  if ((registered === 'client_secret_basic' || registered === 'client_secret_post') && used !== registered) {
+    stats.client_auth_rejected += 1;
+    log('client auth rejected', clientId, 'registered', registered, 'used', used);
+    const headers = basic ? { 'WWW-Authenticate': 'Basic realm="nethealth-test"' } : {};
+    sendJson(res, 401, {
+      error: 'invalid_client',
+      error_description: `client authentication failed: the client is registered for ${registered} but used ${used}`,
+    }, headers);
+    return true;
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------------- test routes
 
 function bearerError(res, status, error, description, extra = '') {
@@ -471,12 +537,14 @@ async function testRoute(req, res, url) {
       refresh_token_ttl: REFRESH_TOKEN_TTL,
       authorization_code_ttl: AUTHORIZATION_CODE_TTL,
       session_ttl: SESSION_TTL,
+      clock_tolerance: CLOCK_TOLERANCE,
       rotate_refresh_token: ROTATE_REFRESH_TOKEN,
       pkce_required: PKCE_REQUIRED,
       offline_access_adds_consent_prompt: OFFLINE_ACCESS_ADDS_CONSENT_PROMPT,
       registration_requires_initial_access_token: Boolean(REGISTRATION_INITIAL_ACCESS_TOKEN),
       iss_mode: ISS_MODE,
       token_response_scope: TOKEN_RESPONSE_SCOPE,
+      strict_client_auth: STRICT_CLIENT_AUTH,
       static_client: { client_id: STATIC_CLIENT.client_id, redirect_uris: STATIC_CLIENT.redirect_uris },
     });
     return;
@@ -504,6 +572,9 @@ const server = http.createServer(async (req, res) => {
       await interaction(req, res, interactionMatch[1], interactionMatch[2]);
     } else if (url.pathname.startsWith('/__test/')) {
       await testRoute(req, res, url);
+    } else if (STRICT_CLIENT_AUTH && req.method === 'POST' && CLIENT_AUTH_PATHS.has(url.pathname)
+      && await rejectMismatchedClientAuth(req, res)) {
+      // answered
     } else {
       providerCallback(req, res);
     }
