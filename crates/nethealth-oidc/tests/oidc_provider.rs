@@ -3,6 +3,8 @@
 //!
 //! Without that variable the tests say so and pass, except under CI (`CI` set), where a missing peer is a failure.
 
+#![allow(clippy::print_stderr)]
+
 #[path = "../../../peers/oidc-provider/browser.rs"]
 mod browser;
 mod support;
