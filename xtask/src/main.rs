@@ -3,6 +3,7 @@
 //! - `ci`: everything CI checks: formatting, clippy with warnings denied, all tests, and the docs with warnings
 //!   denied. This is the README's test command.
 //! - `bench`: the criterion benchmarks, with their ratios checked against the stated targets.
+//! - `demo`: the four steps of the Net Health guide, with both clients, against the local Accounts site.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, ExitCode};
@@ -12,8 +13,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
+        Some("demo") => demo(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench>");
+            eprintln!("usage: cargo xtask <ci|bench|demo>");
             return ExitCode::from(2);
         }
     };
@@ -45,6 +47,22 @@ fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// The README's first command: the four steps of the Net Health guide against the local Accounts site.
+fn demo() -> Result<(), String> {
+    run(
+        &cargo(),
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "nethealth-oidc",
+            "--example",
+            "demo",
+        ],
+        &[],
+    )
 }
 
 fn ci() -> Result<(), String> {

@@ -47,9 +47,12 @@ pub enum Error {
     /// The provider does not offer what was asked for.
     #[error("the provider has no {0}; it cannot be used for this")]
     Unsupported(&'static str),
-    /// The session can no longer get tokens: the user must log in again.
-    #[error("the user must log in again: {0}")]
+    /// The session can no longer get tokens: the user must log in again. The text says why.
+    #[error("{0}")]
     LoginRequired(String),
+    /// A token renewal could not finish (it was interrupted, or another one is running); trying again may work.
+    #[error("the token renewal did not finish ({0}); try again")]
+    Renewal(String),
     /// The token store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -93,7 +93,7 @@ impl Client {
             .is_some_and(|c| c.iss != self.provider().issuer())
         {
             return Err(Error::LoginRequired(
-                "the stored tokens are from another provider".into(),
+                "the stored tokens are from another provider: the user must log in again".into(),
             ));
         }
         Session::start(
@@ -294,9 +294,10 @@ impl Session {
                 }
             }
         };
-        let outcome = rx.wait_for(Option::is_some).await.map_err(|_| {
-            Error::LoginRequired("the token renewal task stopped unexpectedly; try again".into())
-        })?;
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| Error::Renewal("the renewal task stopped unexpectedly".into()))?;
         outcome
             .clone()
             .expect("wait_for returned a value that is Some")
@@ -321,9 +322,7 @@ impl Session {
                 Action::LoginRequired { reason } => return Err(Error::LoginRequired(reason)),
                 Action::Unavailable { error, .. } => return Err(error),
                 Action::Wait => {
-                    return Err(Error::LoginRequired(
-                        "a renewal is already running; try again".into(),
-                    ));
+                    return Err(Error::Renewal("another renewal is running".into()));
                 }
                 Action::Refresh { request } => (request, true),
                 Action::RequestNewToken { request } => (request, false),
@@ -357,7 +356,7 @@ impl Session {
                     self.refresh_cache();
                     return Err(if invalid_grant {
                         Error::LoginRequired(format!(
-                            "refresh token rejected (invalid_grant): {error}"
+                            "refresh token rejected (invalid_grant): the user must log in again ({error})"
                         ))
                     } else {
                         error

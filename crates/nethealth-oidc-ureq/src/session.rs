@@ -99,7 +99,7 @@ impl Client {
             .is_some_and(|c| c.iss != self.provider().issuer())
         {
             return Err(Error::LoginRequired(
-                "the stored tokens are from another provider".into(),
+                "the stored tokens are from another provider: the user must log in again".into(),
             ));
         }
         Session::start(
@@ -285,11 +285,10 @@ impl Session {
                     .wait(flight)
                     .unwrap_or_else(|p| p.into_inner());
             }
-            return flight.last.clone().unwrap_or_else(|| {
-                Err(Error::LoginRequired(
-                    "the token renewal stopped unexpectedly; try again".into(),
-                ))
-            });
+            return flight
+                .last
+                .clone()
+                .unwrap_or_else(|| Err(Error::Renewal("the renewal stopped unexpectedly".into())));
         }
         flight.running = true;
         drop(flight);
@@ -319,9 +318,7 @@ impl Session {
                 Action::LoginRequired { reason } => return Err(Error::LoginRequired(reason)),
                 Action::Unavailable { error, .. } => return Err(error),
                 Action::Wait => {
-                    return Err(Error::LoginRequired(
-                        "a renewal is already running; try again".into(),
-                    ));
+                    return Err(Error::Renewal("another renewal is running".into()));
                 }
                 Action::Refresh { request } => (request, true),
                 Action::RequestNewToken { request } => (request, false),
@@ -355,7 +352,7 @@ impl Session {
                     self.refresh_cache();
                     return Err(if invalid_grant {
                         Error::LoginRequired(format!(
-                            "refresh token rejected (invalid_grant): {error}"
+                            "refresh token rejected (invalid_grant): the user must log in again ({error})"
                         ))
                     } else {
                         error
@@ -480,8 +477,8 @@ impl Drop for InflightGuard {
         flight.running = false;
         flight.generation = flight.generation.wrapping_add(1);
         if std::thread::panicking() {
-            flight.last = Some(Err(Error::LoginRequired(
-                "the token renewal stopped unexpectedly; try again".into(),
+            flight.last = Some(Err(Error::Renewal(
+                "the renewal stopped unexpectedly".into(),
             )));
         }
         drop(flight);
