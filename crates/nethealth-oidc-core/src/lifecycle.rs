@@ -114,7 +114,14 @@ fn refresh_expiry(
     lifetime: Option<Duration>,
 ) -> Option<UnixTime> {
     response.refresh_token.as_ref()?;
-    let sent = ["refresh_expires_in", "refresh_token_expires_in"]
+    sent_refresh_lifetime(response)
+        .or(lifetime)
+        .map(|d| now.saturating_add(d))
+}
+
+/// A refresh-token lifetime the provider states (`refresh_expires_in` or `refresh_token_expires_in`).
+fn sent_refresh_lifetime(response: &TokenResponse) -> Option<Duration> {
+    ["refresh_expires_in", "refresh_token_expires_in"]
         .iter()
         .find_map(|name| match response.extra.get(*name)? {
             serde_json::Value::Number(n) => n
@@ -123,10 +130,8 @@ fn refresh_expiry(
             serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         })
-        .filter(|secs| *secs > 0);
-    sent.map(Duration::from_secs)
-        .or(lifetime)
-        .map(|d| now.saturating_add(d))
+        .filter(|secs| *secs > 0)
+        .map(Duration::from_secs)
 }
 
 /// How the tokens were obtained, which decides how they are renewed.
@@ -374,11 +379,15 @@ impl Lifecycle {
             .set
             .granted
             .narrowed_to(fresh.granted(), fresh.source());
-        let rotated = response.refresh_token.is_some();
-        let refresh_expires_at = if rotated {
-            refresh_expiry(&response, now, self.config.refresh_token_lifetime)
-        } else {
-            self.set.refresh_expires_at
+        // A lifetime the provider states wins; otherwise an absolute lifetime (IdentityServer3's default) runs
+        // from the login, so a rotated refresh token keeps the original expiry.
+        let refresh_expires_at = match (&response.refresh_token, self.set.refresh_expires_at) {
+            (Some(_), _) if sent_refresh_lifetime(&response).is_some() => {
+                refresh_expiry(&response, now, None)
+            }
+            (Some(_), Some(original)) => Some(original),
+            (Some(_), None) => refresh_expiry(&response, now, self.config.refresh_token_lifetime),
+            (None, original) => original,
         };
         Ok(TokenSet {
             expires_at: response.expires_at(now),

@@ -531,3 +531,31 @@ fn expires_in_zero_cannot_drive_a_renewal_loop() {
     assert!(sim.now >= UnixTime::from_secs(T0 + 61));
     assert_eq!(sim.requests.len(), 61);
 }
+
+#[test]
+fn an_absolute_refresh_lifetime_survives_rotation() {
+    let config =
+        LifecycleConfig::default().with_refresh_token_lifetime(Some(Duration::from_secs(7200)));
+    let mut set = login_set(3600, Some("rt-0"), "openid");
+    set.refresh_expires_at = Some(UnixTime::from_secs(T0 + 7200));
+    let mut sim = Sim::new(set, GrantKind::AuthorizationCode, config);
+    assert!(matches!(sim.jump(), Action::Refresh { .. }));
+    sim.answer(serde_json::json!({"access_token":"at-1","token_type":"bearer","expires_in":3600,"refresh_token":"rt-1"}), None)
+        .unwrap();
+    assert_eq!(
+        sim.lc.token_set().refresh_expires_at,
+        Some(UnixTime::from_secs(T0 + 7200)),
+        "absolute: from the login"
+    );
+    assert!(matches!(sim.jump(), Action::Refresh { .. }));
+    sim.answer(
+        serde_json::json!({"access_token":"at-2","token_type":"bearer","expires_in":3600,"refresh_token":"rt-2","refresh_expires_in":100}),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        sim.lc.token_set().refresh_expires_at,
+        Some(sim.now.saturating_add(Duration::from_secs(100))),
+        "stated wins"
+    );
+}
