@@ -74,6 +74,7 @@ fn ci() -> Result<(), String> {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--locked",
             "--",
             "-D",
@@ -83,7 +84,13 @@ fn ci() -> Result<(), String> {
     )?;
     run(
         &cargo,
-        &["test", "--workspace", "--all-targets", "--locked"],
+        &[
+            "test",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--locked",
+        ],
         &[],
     )?;
     run(&cargo, &["test", "--workspace", "--doc", "--locked"], &[])?;

@@ -134,23 +134,21 @@ pub fn json_reason(e: &serde_json::Error) -> String {
         Category::Data => "the JSON does not have the expected shape",
         Category::Io => "the body could not be read",
     };
-    // Data errors name the field, which is useful and carries no secret value; other messages may quote input.
-    match e.classify() {
-        Category::Data => {
-            let msg = e.to_string();
-            let field = msg.split('`').nth(1).filter(|f| {
-                f.len() < 64 && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            });
-            match field {
-                Some(f) => format!(
-                    "{what} (field `{f}`, line {} column {})",
-                    e.line(),
-                    e.column()
-                ),
-                None => format!("{what} (line {} column {})", e.line(), e.column()),
-            }
-        }
-        _ => format!("{what} (line {} column {})", e.line(), e.column()),
+    // Only "missing field `x`", "unknown field `x`" and "duplicate field `x`" name a field between backticks; in
+    // other data errors ("invalid type: string `abc`") the backticks hold a value, which may be a secret.
+    let msg = e.to_string();
+    let field = ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| msg.split_once(prefix))
+        .and_then(|(_, rest)| rest.split('`').next())
+        .filter(|f| f.len() < 64 && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    match field {
+        Some(f) => format!(
+            "{what} (field `{f}`, line {} column {})",
+            e.line(),
+            e.column()
+        ),
+        None => format!("{what} (line {} column {})", e.line(), e.column()),
     }
 }
 
@@ -268,6 +266,19 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn json_reasons_name_fields_never_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            a: u32,
+        }
+        let e = serde_json::from_str::<T>(r#"{"a":"SECRET5"}"#).unwrap_err();
+        assert!(!json_reason(&e).contains("SECRET5"), "{}", json_reason(&e));
+        let e = serde_json::from_str::<T>(r#"{}"#).unwrap_err();
+        assert!(json_reason(&e).contains("field `a`"), "{}", json_reason(&e));
     }
 
     #[test]

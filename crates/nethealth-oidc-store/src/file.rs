@@ -36,11 +36,16 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreE
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("read", path, &e)),
     };
+    decode(&bytes, path).map(Some)
+}
+
+/// Decodes and checks an envelope read from `path` (a file, or a name standing for a keyring entry).
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], path: &Path) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         path: path.to_owned(),
         reason,
     };
-    let envelope: EnvelopeIn = serde_json::from_slice(&bytes).map_err(|e| {
+    let envelope: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| {
         corrupt(match e.classify() {
             serde_json::error::Category::Eof => "the file is truncated".to_owned(),
             serde_json::error::Category::Syntax => "the file is not JSON".to_owned(),
@@ -60,9 +65,18 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreE
             found: envelope.version,
         });
     }
-    let data = T::deserialize(envelope.data)
-        .map_err(|e| corrupt(format!("the file does not hold a token set ({e})")))?;
-    Ok(Some(data))
+    T::deserialize(envelope.data)
+        .map_err(|e| corrupt(format!("the file does not hold a token set ({e})")))
+}
+
+/// Encodes `data` in the versioned envelope.
+pub(crate) fn encode<T: Serialize>(data: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(&EnvelopeOut {
+        format: FORMAT,
+        version: VERSION,
+        data,
+    })
+    .map_err(|e| StoreError::Serialize(e.to_string()))
 }
 
 /// Replaces the file at `path` atomically: a temp file in the same folder (mode 0600), written, fsynced, renamed
@@ -70,12 +84,7 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreE
 pub(crate) fn write<T: Serialize>(path: &Path, data: &T) -> Result<(), StoreError> {
     let dir = parent(path);
     fs::create_dir_all(&dir).map_err(|e| StoreError::io("create the folder for", path, &e))?;
-    let json = serde_json::to_vec(&EnvelopeOut {
-        format: FORMAT,
-        version: VERSION,
-        data,
-    })
-    .map_err(|e| StoreError::Serialize(e.to_string()))?;
+    let json = encode(data)?;
     // tempfile creates the file with mode 0600 on Unix; it is removed if anything below fails.
     let mut tmp = tempfile::Builder::new()
         .prefix(".nethealth-oidc-")

@@ -10,6 +10,8 @@
 //!   processes sharing the file refresh once; a versioned envelope, so a corrupt or truncated file gives
 //!   [`StoreError::Corrupt`] and is never silently replaced.
 //!
+//! - `KeyringStore` (feature `keyring`) keeps it in the OS credential store.
+//!
 //! The sessions in `nethealth-oidc-reqwest` and `nethealth-oidc-ureq` persist a rotated refresh token **before**
 //! they hand out the new access token; if [`TokenStore::save`] fails, the caller gets the error and the stored set
 //! is still the old one.
@@ -20,6 +22,11 @@ pub use nethealth_oidc_core::lifecycle::TokenSet;
 pub use nethealth_oidc_core::store::{MemoryStore, StoreError, StoreGuard, TokenStore};
 
 mod file;
+#[cfg(feature = "keyring")]
+mod keyring_store;
+
+#[cfg(feature = "keyring")]
+pub use keyring_store::KeyringStore;
 
 /// The system clock, as the transports read it: Unix seconds from [`std::time::SystemTime`]. (The core never reads
 /// a clock; this crate holds what touches the operating system.)
