@@ -552,3 +552,80 @@ fn bad_days_give_typed_errors_in_bounded_time() {
         "{err:?}"
     );
 }
+
+/// The child side of [`two_real_processes_sharing_a_file_store_refresh_once`]: resumes the session from the shared
+/// file and asks for a token.
+fn child_process(spec: &str) {
+    let mut parts = spec.split('|');
+    let (issuer, path, now) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let clock = Arc::new(nethealth_oidc::ManualClock::new(
+        nethealth_oidc::UnixTime::from_secs(now.parse().unwrap()),
+    ));
+    let provider = Provider::discover_with_clock(http(), issuer, clock).unwrap();
+    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let session = client
+        .resume(SessionOptions::default().with_store(Arc::new(FileStore::new(path))))
+        .unwrap()
+        .expect("a stored session");
+    session.access_token().unwrap();
+}
+
+const CHILD: &str = "NETHEALTH_OIDC_TEST_CHILD";
+
+#[test]
+fn two_real_processes_sharing_a_file_store_refresh_once() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child_process(&spec);
+    }
+    let kit = kit(confidential());
+    let clock = clock_for(&kit);
+    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
+    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let grant = login(&client, Consent::GrantAll).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let session = client
+        .session(
+            grant,
+            SessionOptions::default().with_store(Arc::new(FileStore::new(&path))),
+        )
+        .unwrap();
+    advance(&kit, &clock, Duration::from_secs(3600));
+    let before = kit.requests(Endpoint::Token);
+    // Slow the token endpoint so that both processes are due at the same time.
+    kit.fail_next(Endpoint::Token, 1, Fault::Delay(Duration::from_millis(300)));
+    let spec = format!(
+        "{}|{}|{}",
+        kit.issuer(),
+        path.display(),
+        nethealth_oidc::core::Clock::now(&*clock).as_secs()
+    );
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "two_real_processes_sharing_a_file_store_refresh_once",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD, spec)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mine = session.access_token().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the second process failed");
+    assert_eq!(
+        kit.requests(Endpoint::Token),
+        before + 1,
+        "one refresh across both processes"
+    );
+    let stored = FileStore::new(&path).load().unwrap().unwrap();
+    assert!(
+        stored.access_token.ct_eq(&mine)
+            || session.access_token().unwrap().ct_eq(&stored.access_token)
+    );
+}
