@@ -243,11 +243,9 @@ async fn a_chunked_body_over_the_limit_is_refused_quickly() {
 
 // ---- timeouts and connection errors ----
 
-#[tokio::test]
-async fn a_slow_server_times_out() {
+async fn assert_slow_server_times_out(http: &HttpClient) {
     let server = ScriptedServer::start();
     server.set_default(Scripted::status(200).delay(Duration::from_secs(5)));
-    let http = client(config().with_timeout(SHORT));
     let started = Instant::now();
     let err = http
         .send(
@@ -268,6 +266,21 @@ async fn a_slow_server_times_out() {
     assert!(elapsed >= SHORT - Duration::from_millis(50), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     assert_eq!(server.count("/token"), 1, "a one-shot request was retried");
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out() {
+    assert_slow_server_times_out(&client(config().with_timeout(SHORT))).await;
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_with_a_builder_that_would_wait_longer() {
+    let builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .read_timeout(Duration::from_secs(60));
+    let http = HttpClient::from_builder(builder, config().with_timeout(SHORT))
+        .expect("the builder builds");
+    assert_slow_server_times_out(&http).await;
 }
 
 #[tokio::test]
@@ -336,6 +349,39 @@ async fn a_closed_port_is_a_connect_error() {
         assert!(err.never_sent());
         assert!(started.elapsed() < Duration::from_secs(3));
     }
+}
+
+#[tokio::test]
+async fn a_one_shot_request_goes_through_after_the_server_closed_the_pooled_connection() {
+    let first = ScriptedServer::start();
+    first.set_default(Scripted::json(200, "{}"));
+    let http = client(config());
+    http.send(
+        Endpoint::Jwks,
+        RequestKind::Idempotent,
+        get(&first, "/jwks"),
+    )
+    .await
+    .expect("the first server answers");
+    let port = first.addr().port();
+    // The server goes away (closing the connection the client keeps in its pool) and comes back on the same port.
+    drop(first);
+    let second = ScriptedServer::start_on(port);
+    // Let the client's connection task see the close, as it would during any idle time. Without this pause the
+    // current-thread runtime has not polled it yet and hyper writes on the dead connection ("connection closed
+    // before message completed"), which a one-shot request must not retry: the race that any keep-alive client has.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    second.set_default(Scripted::json(200, "{}"));
+    let response = http
+        .send(
+            Endpoint::Token,
+            RequestKind::OneShot,
+            form(&second, "/token"),
+        )
+        .await
+        .expect("a closed pooled connection is not reused");
+    assert_eq!(response.status(), 200);
+    assert_eq!(second.count("/token"), 1);
 }
 
 // ---- retries ----

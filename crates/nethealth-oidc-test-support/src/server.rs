@@ -194,8 +194,14 @@ impl std::fmt::Debug for ScriptedServer {
 impl ScriptedServer {
     /// Starts a server on `127.0.0.1:0`. Panics when the loopback interface or a thread is not available.
     pub fn start() -> ScriptedServer {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .expect("the loopback interface accepts a bind to port 0");
+        ScriptedServer::start_on(0)
+    }
+
+    /// Starts a server on `127.0.0.1:port` (`0` for any free port), for example on the port of a server just
+    /// dropped, to test what clients do with pooled connections that the server closed. Panics when the port is
+    /// taken.
+    pub fn start_on(port: u16) -> ScriptedServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("the loopback port is free");
         listener
             .set_nonblocking(true)
             .expect("a fresh listener can be made non-blocking");
@@ -413,5 +419,113 @@ impl http_body::Body for StalledBody {
         }
         self.sent = true;
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{")))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// Sends `request` on a fresh connection and returns the response head (up to the blank line) in lower case.
+    fn head(server: &ScriptedServer, request: &str) -> String {
+        let mut stream = TcpStream::connect(server.addr()).expect("the server accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a timeout can be set");
+        stream
+            .write_all(request.as_bytes())
+            .expect("the request goes out");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("the head arrives");
+            head.push(byte[0]);
+        }
+        String::from_utf8(head)
+            .expect("the head is text")
+            .to_ascii_lowercase()
+    }
+
+    fn get(path: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n")
+    }
+
+    #[test]
+    fn queued_responses_go_out_in_order_then_the_default() {
+        let server = ScriptedServer::start();
+        server.enqueue("/a", Scripted::status(503).header("retry-after", "1"));
+        server.enqueue("/a", Scripted::json(200, "{}"));
+        assert!(head(&server, &get("/a?x=1")).starts_with("http/1.1 503"));
+        let second = head(&server, &get("/a"));
+        assert!(second.starts_with("http/1.1 200"), "{second}");
+        assert!(second.contains("content-type: application/json"));
+        assert!(second.contains("content-length: 2"));
+        assert!(head(&server, &get("/a")).starts_with("http/1.1 404"));
+        server.set_default(Scripted::redirect(302, "/elsewhere"));
+        let redirect = head(&server, &get("/b"));
+        assert!(redirect.starts_with("http/1.1 302"), "{redirect}");
+        assert!(redirect.contains("location: /elsewhere"));
+        assert_eq!(server.count("/a"), 3);
+        assert_eq!(server.count("/b"), 1);
+        assert_eq!(server.requests_to("/a")[0].query.as_deref(), Some("x=1"));
+        assert_eq!(server.requests_to("/a")[1].query, None);
+    }
+
+    #[test]
+    fn requests_are_recorded_whole() {
+        let server = ScriptedServer::start();
+        head(
+            &server,
+            "POST /token HTTP/1.1\r\nhost: test\r\nauthorization: Basic abc\r\ncontent-length: 5\r\n\r\na=b&c",
+        );
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].method, Method::POST);
+        assert_eq!(requests[0].path, "/token");
+        assert_eq!(requests[0].header("authorization"), Some("Basic abc"));
+        assert_eq!(requests[0].body_text(), "a=b&c");
+    }
+
+    #[test]
+    fn huge_bodies_are_sized_or_chunked_as_asked() {
+        let server = ScriptedServer::start();
+        server.enqueue("/sized", Scripted::status(200).huge_body(1 << 30, true));
+        server.enqueue("/chunked", Scripted::status(200).huge_body(1 << 30, false));
+        server.enqueue("/stalled", Scripted::status(200).stalled_body());
+        let sized = head(&server, &get("/sized"));
+        assert!(sized.contains("content-length: 1073741824"), "{sized}");
+        assert!(!sized.contains("transfer-encoding"), "{sized}");
+        for path in ["/chunked", "/stalled"] {
+            let chunked = head(&server, &get(path));
+            assert!(chunked.contains("transfer-encoding: chunked"), "{chunked}");
+            assert!(!chunked.contains("content-length"), "{chunked}");
+        }
+        // Nobody read the bodies: the server stopped at what the socket buffers hold.
+        assert!(server.bytes_streamed() < 1 << 28);
+    }
+
+    #[test]
+    fn a_delay_holds_the_headers_back() {
+        let server = ScriptedServer::start();
+        server.enqueue(
+            "/slow",
+            Scripted::status(204).delay(Duration::from_millis(200)),
+        );
+        let started = std::time::Instant::now();
+        assert!(head(&server, &get("/slow")).starts_with("http/1.1 204"));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_refused_url_refuses() {
+        let url = refused_url("/x");
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.strip_suffix("/x"))
+            .expect("the URL has the expected shape");
+        assert!(TcpStream::connect(addr).is_err());
     }
 }
