@@ -94,6 +94,7 @@ impl Error {
             Error::Transport(e) => !matches!(e, TransportError::BodyTooLarge { .. }),
             Error::Response(e) => e.is_transient(),
             Error::Discovery(DiscoveryError::Response(e)) => e.is_transient(),
+            Error::Renewal(_) => true,
             _ => false,
         }
     }
