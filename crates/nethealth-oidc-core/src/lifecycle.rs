@@ -227,6 +227,16 @@ pub enum Action {
     },
 }
 
+/// A renewal to send, from [`Lifecycle::poll_renewal`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Renewal {
+    /// The token request.
+    pub request: http::Request<Vec<u8>>,
+    /// A refresh (`true`) or a new client-credentials request (`false`).
+    pub is_refresh: bool,
+}
+
 /// The token lifecycle (see the [module docs](self)).
 ///
 /// Methods, in quinn-proto's order: getters; inputs (`handle_failure`); mutators (`install`); outputs
@@ -441,6 +451,37 @@ impl Lifecycle {
         }
     }
 
+    /// Reports what the store holds now (re-read under its lock before a renewal, or after an `invalid_grant`):
+    /// if it is a newer set, renewed by another process, it is adopted. Returns whether it was.
+    pub fn handle_stored(&mut self, stored: TokenSet) -> bool {
+        let current = &self.set;
+        let newer = !stored.access_token.ct_eq(&current.access_token)
+            && stored.received_at >= current.received_at;
+        if newer {
+            let now = self.now;
+            self.install(now, stored);
+        }
+        newer
+    }
+
+    /// Reports that the renewal in flight failed, and says what the callers get: `Ok(())` when the current token
+    /// may still be served (a transient failure before expiry is not an error), else the error to return —
+    /// [`Error::LoginRequired`] after `invalid_grant`.
+    pub fn handle_renewal_error(&mut self, now: UnixTime, error: Error) -> Result<(), Error> {
+        let invalid_grant = error.is_invalid_grant();
+        self.handle_failure(now, error.clone());
+        if invalid_grant {
+            return Err(Error::LoginRequired(format!(
+                "refresh token rejected (invalid_grant): the user must log in again ({error})"
+            )));
+        }
+        if self.set.is_valid_at(self.now) {
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
     // ---- Mutators -----------------------------------------------------------------------------------------------
 
     /// Installs a new token set (after the driver persisted it). Ends any renewal in flight and clears failures.
@@ -554,6 +595,44 @@ impl Lifecycle {
         match (self.retry_at, self.refresh_due_at()) {
             (Some(retry), _) => Some(retry),
             (None, due) => due,
+        }
+    }
+
+    /// The renewal to send now, if one is due: `Ok(None)` when the current token is good, `Ok(Some(renewal))` to
+    /// send (it is then in flight), or the error the callers get.
+    pub fn poll_renewal(
+        &mut self,
+        now: UnixTime,
+        context: &ClientContext,
+    ) -> Result<Option<Renewal>, Error> {
+        match self.poll_action(now, context) {
+            Action::UseToken => Ok(None),
+            Action::Refresh { request } => Ok(Some(Renewal {
+                request,
+                is_refresh: true,
+            })),
+            Action::RequestNewToken { request } => Ok(Some(Renewal {
+                request,
+                is_refresh: false,
+            })),
+            Action::LoginRequired { reason } => Err(Error::LoginRequired(reason)),
+            Action::Unavailable { error, .. } => Err(error),
+            Action::Wait => Err(Error::Renewal("another renewal is running".into())),
+        }
+    }
+
+    /// Until when (Unix seconds) a driver may hand out the current token without asking: the refresh due time, or,
+    /// during a backoff after a failed renewal, the end of the backoff — never past the token's expiry.
+    pub fn hand_out_until(&self) -> u64 {
+        let secs = |t: Option<UnixTime>| t.map_or(u64::MAX, UnixTime::as_secs);
+        let expiry = secs(self.set.expires_at);
+        let due = secs(self.refresh_due_at()).min(expiry);
+        if self.login_required.is_some() || self.rejected {
+            return 0;
+        }
+        match self.poll_timeout() {
+            Some(t) if t.as_secs() > due && self.now.as_secs() < expiry => t.as_secs().min(expiry),
+            _ => due,
         }
     }
 

@@ -77,6 +77,12 @@ impl Error {
         matches!(self, Error::Callback(CallbackError::AccessDenied { .. }))
     }
 
+    /// Whether the provider answered `invalid_grant` (a code or refresh token rejected).
+    pub fn is_invalid_grant(&self) -> bool {
+        self.oauth_error()
+            .is_some_and(|e| e.code == ErrorCode::InvalidGrant)
+    }
+
     /// Whether the user must log in again (a refresh token rejected or expired, or a login that needs interaction).
     pub fn is_login_required(&self) -> bool {
         match self {

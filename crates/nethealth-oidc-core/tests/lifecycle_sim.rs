@@ -559,3 +559,65 @@ fn an_absolute_refresh_lifetime_survives_rotation() {
         "stated wins"
     );
 }
+
+#[test]
+fn driver_helpers_adopt_newer_sets_classify_failures_and_bound_hand_outs() {
+    let mut sim = Sim::new(
+        login_set(3600, Some("rt-0"), "openid"),
+        GrantKind::AuthorizationCode,
+        LifecycleConfig::default(),
+    );
+    assert_eq!(
+        sim.lc.hand_out_until(),
+        T0 + 3540,
+        "until the refresh is due"
+    );
+    // Another process renewed: the stored set is newer and is adopted; the same set again is not.
+    let mut newer = login_set(3600, Some("rt-9"), "openid");
+    newer.access_token = nethealth_oidc_core::secret::AccessToken::new("at-9");
+    newer.received_at = UnixTime::from_secs(T0 + 10);
+    assert!(sim.lc.handle_stored(newer.clone()));
+    assert!(!sim.lc.handle_stored(newer));
+    assert_eq!(sim.lc.access_token().expose_secret(), "at-9");
+    // A transient failure before expiry: keep serving, and hand out until the backoff ends.
+    let renewal = sim
+        .lc
+        .poll_renewal(UnixTime::from_secs(T0 + 3560), &sim.ctx)
+        .unwrap()
+        .expect("due");
+    assert!(renewal.is_refresh);
+    let down = Error::Transport(TransportError::Timeout {
+        endpoint: nethealth_oidc_core::Endpoint::Token,
+        timeout: Duration::from_secs(30),
+    });
+    assert!(
+        sim.lc
+            .handle_renewal_error(UnixTime::from_secs(T0 + 3560), down)
+            .is_ok()
+    );
+    assert_eq!(sim.lc.hand_out_until(), T0 + 3561);
+    // invalid_grant: login required, nothing handed out.
+    let renewal = sim
+        .lc
+        .poll_renewal(UnixTime::from_secs(T0 + 3561), &sim.ctx)
+        .unwrap();
+    assert!(renewal.is_some());
+    let rejected = http::Response::builder()
+        .status(400)
+        .body(br#"{"error":"invalid_grant"}"#.to_vec())
+        .unwrap();
+    let err = sim
+        .lc
+        .handle_renewal_error(
+            UnixTime::from_secs(T0 + 3561),
+            token::parse_token_response(&rejected).unwrap_err().into(),
+        )
+        .unwrap_err();
+    assert!(err.is_login_required(), "{err}");
+    assert_eq!(sim.lc.hand_out_until(), 0);
+    assert!(matches!(
+        sim.lc
+            .poll_renewal(UnixTime::from_secs(T0 + 3562), &sim.ctx),
+        Err(Error::LoginRequired(_))
+    ));
+}

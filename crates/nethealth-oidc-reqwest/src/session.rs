@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use nethealth_oidc_core::context::Grant;
-use nethealth_oidc_core::lifecycle::{Action, GrantKind, Lifecycle, TokenSet};
+use nethealth_oidc_core::lifecycle::{GrantKind, Lifecycle, TokenSet};
 use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, State};
 use nethealth_oidc_core::store::SessionOptions;
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{Endpoint, Error, ErrorCode, GrantedScopes, UnixTime};
+use nethealth_oidc_core::{Endpoint, Error, GrantedScopes, UnixTime};
 use tokio::sync::watch;
 use url::Url;
 
@@ -61,10 +61,6 @@ impl fmt::Debug for Session {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn unix_secs(t: Option<UnixTime>) -> u64 {
-    t.map_or(u64::MAX, UnixTime::as_secs)
 }
 
 impl Client {
@@ -316,53 +312,32 @@ impl Session {
         self.adopt_stored().await?;
         for attempt in 0..2 {
             let now = self.now();
-            let action = lock(&self.inner.lifecycle).poll_action(now, self.inner.client.context());
-            let (request, refresh) = match action {
-                Action::UseToken => return Ok(self.refresh_cache()),
-                Action::LoginRequired { reason } => return Err(Error::LoginRequired(reason)),
-                Action::Unavailable { error, .. } => return Err(error),
-                Action::Wait => {
-                    return Err(Error::Renewal("another renewal is running".into()));
-                }
-                Action::Refresh { request } => (request, true),
-                Action::RequestNewToken { request } => (request, false),
-                _ => return Err(Error::Unsupported("this renewal action")),
+            let renewal =
+                lock(&self.inner.lifecycle).poll_renewal(now, self.inner.client.context())?;
+            let Some(renewal) = renewal else {
+                return Ok(self.refresh_cache());
             };
+            let (request, refresh) = (renewal.request, renewal.is_refresh);
             tracing::debug!(refresh, "renewing the access token");
-            match self.exchange(request, refresh, now).await {
+            let error = match self.exchange(request, refresh, now).await {
                 Ok(set) => {
                     self.persist_and_install(set).await?;
                     return Ok(self.refresh_cache());
                 }
-                Err(error) => {
-                    let invalid_grant = error
-                        .oauth_error()
-                        .is_some_and(|e| e.code == ErrorCode::InvalidGrant);
-                    // Before declaring "log in again", re-read the store: another process may have rotated the
-                    // refresh token already.
-                    if invalid_grant && attempt == 0 && self.adopt_stored().await? {
-                        lock(&self.inner.lifecycle).abandon();
-                        continue;
-                    }
-                    let mut lc = lock(&self.inner.lifecycle);
-                    lc.handle_failure(self.now(), error.clone());
-                    let still_valid = lc.token_set().is_valid_at(self.now());
-                    drop(lc);
-                    if still_valid && !invalid_grant {
-                        // A transient failure before expiry is not an error: keep serving the current token.
-                        tracing::debug!(%error, "renewal failed; the current token is still valid");
-                        return Ok(self.refresh_cache());
-                    }
-                    self.refresh_cache();
-                    return Err(if invalid_grant {
-                        Error::LoginRequired(format!(
-                            "refresh token rejected (invalid_grant): the user must log in again ({error})"
-                        ))
-                    } else {
-                        error
-                    });
-                }
+                Err(error) => error,
+            };
+            // Before declaring "log in again", re-read the store: another process may have rotated the refresh
+            // token already.
+            if error.is_invalid_grant() && attempt == 0 && self.adopt_stored().await? {
+                lock(&self.inner.lifecycle).abandon();
+                continue;
             }
+            let outcome = lock(&self.inner.lifecycle).handle_renewal_error(self.now(), error);
+            let token = self.refresh_cache();
+            return outcome.map(|()| {
+                tracing::debug!("renewal failed; the current token is still valid");
+                token
+            });
         }
         Err(Error::LoginRequired(
             "the refresh token was rejected twice: the user must log in again".into(),
@@ -429,16 +404,11 @@ impl Session {
         let Some(stored) = blocking(move || store.load()).await?? else {
             return Ok(false);
         };
-        let mut lc = lock(&self.inner.lifecycle);
-        let current = lc.token_set();
-        let newer = !stored.access_token.ct_eq(&current.access_token)
-            && stored.received_at >= current.received_at;
-        if newer {
-            tracing::debug!("adopting tokens renewed by another process");
-            let now = lc.now();
-            lc.install(now, stored);
+        let adopted = lock(&self.inner.lifecycle).handle_stored(stored);
+        if adopted {
+            tracing::debug!("adopted tokens renewed by another process");
         }
-        Ok(newer)
+        Ok(adopted)
     }
 
     fn now(&self) -> UnixTime {
@@ -457,20 +427,10 @@ impl Session {
 
 fn cached(lc: &Lifecycle) -> Cached {
     let set = lc.token_set();
-    // Hand the token out without asking the lifecycle until the renewal is due (or the token expires).
-    let use_until = unix_secs(lc.refresh_due_at()).min(unix_secs(set.expires_at));
-    let now = lc.now().as_secs();
     Cached {
         token: Arc::new(set.access_token.clone()),
         header: set.authorization_header(),
-        // During a backoff after a failed renewal the token is served until its expiry.
-        use_until: if lc.poll_timeout().is_some_and(|t| t.as_secs() > use_until)
-            && now < unix_secs(set.expires_at)
-        {
-            unix_secs(lc.poll_timeout()).min(unix_secs(set.expires_at))
-        } else {
-            use_until
-        },
+        use_until: lc.hand_out_until(),
     }
 }
 
