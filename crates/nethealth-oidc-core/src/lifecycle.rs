@@ -46,7 +46,9 @@ use crate::token::{self, TokenResponse};
 use crate::wire;
 
 /// The tokens a session holds, as a store persists them. It never holds the client secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// `Debug` shows no token and only the names of the extra fields (SMART's `patient` is health data).
+#[derive(Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TokenSet {
     /// The access token.
@@ -70,6 +72,23 @@ pub struct TokenSet {
     /// Extra fields of the token response (SMART on FHIR's `patient`, ...).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_token", &self.refresh_token)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field("id_token", &self.id_token)
+            .field("sub", &self.id_claims.as_ref().map(|c| &c.sub))
+            .field("granted", &self.granted)
+            .field("received_at", &self.received_at)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl TokenSet {

@@ -452,7 +452,8 @@ fn no_refresh_token_means_login_after_expiry() {
 
 #[test]
 fn token_set_round_trips_and_debug_is_redacted() {
-    let set = login_set(3600, Some("rt-SECRET"), "openid");
+    let mut set = login_set(3600, Some("rt-SECRET"), "openid");
+    set.extra.insert("patient".into(), "PATIENT-123".into());
     let json = serde_json::to_string(&set).unwrap();
     let back: TokenSet = serde_json::from_str(&json).unwrap();
     assert!(
