@@ -39,6 +39,16 @@ fn config() -> nethealth_oidc::ClientConfig {
         .with_redirect_uris(vec![url(REDIRECT)])
 }
 
+/// The site's clock for the client, and a client of the site's confidential app.
+async fn client_at(kit: &TestKit) -> (Arc<nethealth_oidc::ManualClock>, nethealth_oidc::Client) {
+    let clock = clock_for(kit);
+    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
+        .await
+        .unwrap();
+    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    (clock, client)
+}
+
 async fn login(
     client: &nethealth_oidc::Client,
     consent: Consent,
@@ -242,11 +252,7 @@ async fn unexpected_code_verifier_says_to_turn_pkce_off() {
 #[tokio::test]
 async fn a_key_rotated_between_logins_is_fetched_once_and_refetches_are_rate_limited() {
     let kit = kit(confidential()).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit).await;
     login(&client, Consent::GrantAll).await.unwrap();
     assert_eq!(kit.requests(Endpoint::Jwks), 1);
 
@@ -303,11 +309,7 @@ async fn client_secret_post_is_used_when_registered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_at_expiry_cause_one_refresh() {
     let kit = kit(confidential()).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit).await;
     let grant = login(&client, Consent::GrantAll).await.unwrap();
     let session = client
         .session(grant, SessionOptions::default())
@@ -339,11 +341,7 @@ async fn a_thousand_tasks_at_expiry_cause_one_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_caller_does_not_cancel_the_refresh() {
     let kit = kit(confidential()).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit).await;
     let grant = login(&client, Consent::GrantAll).await.unwrap();
     let session = client
         .session(grant, SessionOptions::default())
@@ -363,11 +361,7 @@ async fn a_cancelled_caller_does_not_cancel_the_refresh() {
 #[tokio::test]
 async fn an_outage_keeps_serving_a_valid_token() {
     let kit = kit(confidential()).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit).await;
     let grant = login(&client, Consent::GrantAll).await.unwrap();
     let session = client
         .session(grant, SessionOptions::default())
@@ -413,11 +407,7 @@ async fn a_store_that_cannot_save_fails_the_caller_and_loses_nothing() {
         }
     }
     let kit = kit(confidential()).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit).await;
     let grant = login(&client, Consent::GrantAll).await.unwrap();
     let store = Arc::new(Flaky::default());
     let session = client
@@ -453,11 +443,7 @@ async fn a_store_that_cannot_save_fails_the_caller_and_loses_nothing() {
 #[tokio::test]
 async fn two_processes_sharing_a_file_store_refresh_once() {
     let kit = kit(confidential()).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit).await;
     let grant = login(&client, Consent::GrantAll).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
@@ -489,11 +475,7 @@ async fn two_processes_sharing_a_file_store_refresh_once() {
 #[tokio::test]
 async fn client_credentials_are_renewed_ahead_of_expiry() {
     let kit = kit(confidential().allow_client_credentials(true)).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit).await;
     let session = client
         .client_credentials_session(&Scopes::parse("patients.read"), SessionOptions::default())
         .await
@@ -513,11 +495,7 @@ async fn client_credentials_are_renewed_ahead_of_expiry() {
 #[tokio::test]
 async fn an_api_401_invalid_token_refreshes_once_and_retries_once() {
     let kit = kit(confidential()).await;
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
-        .await
-        .unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (_clock, client) = client_at(&kit).await;
     let grant = login(&client, Consent::GrantAll).await.unwrap();
     let session = client
         .session(grant, SessionOptions::default())

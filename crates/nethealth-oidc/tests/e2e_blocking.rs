@@ -50,6 +50,19 @@ fn config() -> nethealth_oidc::ClientConfig {
         .with_redirect_uris(vec![url(REDIRECT)])
 }
 
+/// The site's clock for the client, and a client of the site's confidential app.
+fn client_at(
+    kit: &TestKit,
+) -> (
+    Arc<nethealth_oidc::ManualClock>,
+    nethealth_oidc::blocking::Client,
+) {
+    let clock = clock_for(kit);
+    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
+    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    (clock, client)
+}
+
 fn login(
     client: &nethealth_oidc::blocking::Client,
     consent: Consent,
@@ -245,9 +258,7 @@ fn unexpected_code_verifier_says_to_turn_pkce_off() {
 #[test]
 fn a_key_rotated_between_logins_is_fetched_once_and_refetches_are_rate_limited() {
     let kit = kit(confidential());
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit);
     login(&client, Consent::GrantAll).unwrap();
     assert_eq!(kit.requests(Endpoint::Jwks), 1);
 
@@ -304,9 +315,7 @@ fn client_secret_post_is_used_when_registered() {
 #[test]
 fn sixty_four_threads_at_expiry_cause_one_refresh() {
     let kit = kit(confidential());
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit);
     let grant = login(&client, Consent::GrantAll).unwrap();
     let session = client.session(grant, SessionOptions::default()).unwrap();
     let before = kit.requests(Endpoint::Token);
@@ -342,9 +351,7 @@ fn sixty_four_threads_at_expiry_cause_one_refresh() {
 #[test]
 fn an_outage_keeps_serving_a_valid_token() {
     let kit = kit(confidential());
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit);
     let grant = login(&client, Consent::GrantAll).unwrap();
     let session = client.session(grant, SessionOptions::default()).unwrap();
     let first = session.access_token().unwrap();
@@ -387,9 +394,7 @@ fn a_store_that_cannot_save_fails_the_caller_and_loses_nothing() {
         }
     }
     let kit = kit(confidential());
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit);
     let grant = login(&client, Consent::GrantAll).unwrap();
     let store = Arc::new(Flaky::default());
     let session = client
@@ -424,9 +429,7 @@ fn a_store_that_cannot_save_fails_the_caller_and_loses_nothing() {
 #[test]
 fn two_processes_sharing_a_file_store_refresh_once() {
     let kit = kit(confidential());
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit);
     let grant = login(&client, Consent::GrantAll).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
@@ -456,9 +459,7 @@ fn two_processes_sharing_a_file_store_refresh_once() {
 #[test]
 fn client_credentials_are_renewed_ahead_of_expiry() {
     let kit = kit(confidential().allow_client_credentials(true));
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit);
     let session = client
         .client_credentials_session(&Scopes::parse("patients.read"), SessionOptions::default())
         .unwrap();
@@ -474,9 +475,7 @@ fn client_credentials_are_renewed_ahead_of_expiry() {
 #[test]
 fn an_api_401_invalid_token_refreshes_once_and_retries_once() {
     let kit = kit(confidential());
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (_clock, client) = client_at(&kit);
     let grant = login(&client, Consent::GrantAll).unwrap();
     let session = client.session(grant, SessionOptions::default()).unwrap();
     // The site's clock runs ahead: the API sees the token as expired, the client does not.
@@ -582,9 +581,7 @@ fn two_real_processes_sharing_a_file_store_refresh_once() {
         return child_process(&spec);
     }
     let kit = kit(confidential());
-    let clock = clock_for(&kit);
-    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
-    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let (clock, client) = client_at(&kit);
     let grant = login(&client, Consent::GrantAll).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
