@@ -233,10 +233,8 @@ impl Session {
         *lock(&self.inner.unsaved) = None;
         let mut lc = lock(&self.inner.lifecycle);
         lc.end("the session was revoked: the user must log in again");
-        self.inner.cache.store(Arc::new(Cached {
-            use_until: 0,
-            ..cached(&lc)
-        }));
+        // An ended lifecycle hands nothing out: every caller now goes to the slow path and hears why.
+        self.inner.cache.store(Arc::new(cached(&lc)));
         Ok(())
     }
 
