@@ -7,9 +7,12 @@
 //! - The blocking API (feature `blocking`, on by default) has the same names under [`blocking`], over ureq, with no
 //!   async runtime.
 //! - [`core`] is the sans-IO protocol core, for libraries that bring their own HTTP client.
-//! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`].
+//! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`], and `KeyringStore` with the `keyring` feature.
 
 pub use nethealth_oidc_store::{FileStore, MemoryStore, StoreError, SystemClock, TokenStore};
+
+#[cfg(feature = "keyring")]
+pub use nethealth_oidc_store::KeyringStore;
 pub use oidc_core as core;
 pub use oidc_core::authorize::{AuthorizationRequest, PendingLogin, Pkce, Prompt};
 pub use oidc_core::context::{ClientOptions, Grant};
