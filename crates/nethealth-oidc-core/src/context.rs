@@ -376,3 +376,30 @@ impl ClientContext {
         Ok(end_session_url(endpoint, &params))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::ClientSecret;
+
+    #[test]
+    fn debug_never_shows_the_client_secret() {
+        let metadata: ProviderMetadata = serde_json::from_value(serde_json::json!({
+            "issuer": "https://accounts.example.com",
+            "authorization_endpoint": "https://accounts.example.com/connect/authorize",
+            "token_endpoint": "https://accounts.example.com/connect/token",
+            "id_token_signing_alg_values_supported": ["RS256", "HS256"],
+        }))
+        .unwrap();
+        // HS256 is allowed, so the verifier holds the secret as its HMAC key: that must not show either.
+        let config = ClientConfig::new("app", Some(ClientSecret::new("TOP-SECRET-VALUE")));
+        let context = ClientContext::new(metadata, config, ClientOptions::default()).unwrap();
+        let debug = format!("{context:?}");
+        assert!(debug.contains("app"), "{debug}");
+        assert!(!debug.contains("TOP-SECRET-VALUE"), "{debug}");
+        assert!(
+            !debug.contains("VE9QLVNFQ1JFVC1WQUxVRQ"),
+            "nor its base64: {debug}"
+        );
+    }
+}

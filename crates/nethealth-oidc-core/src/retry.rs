@@ -52,6 +52,22 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// The outcome of one attempt as a transport saw it; `None` when retrying is pointless whatever the policy
+    /// (a body over the limit will be over it again).
+    pub fn of_result<B>(
+        result: &Result<Response<B>, crate::error::TransportError>,
+    ) -> Option<Outcome> {
+        use crate::error::TransportError;
+        match result {
+            Ok(response) => Some(Outcome::of_response(response)),
+            Err(e) if e.never_sent() => Some(Outcome::ConnectFailed),
+            Err(TransportError::BodyTooLarge { .. }) => None,
+            Err(_) => Some(Outcome::NoResponse),
+        }
+    }
+}
+
 /// Retries with exponential backoff and full jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -266,6 +282,34 @@ mod tests {
             big.next_delay(RequestKind::Idempotent, 200, status(503, None), f64::NAN),
             Some(Duration::from_millis(1500))
         );
+    }
+
+    #[test]
+    fn results_are_classified() {
+        use crate::error::{Endpoint, TransportError};
+        let ok: Result<Response<()>, TransportError> =
+            Ok(Response::builder().status(503).body(()).unwrap());
+        assert_eq!(Outcome::of_result(&ok), Some(status(503, None)));
+        let err = |e| -> Result<Response<()>, TransportError> { Err(e) };
+        let endpoint = Endpoint::Jwks;
+        let refused = TransportError::Connect {
+            endpoint,
+            reason: "refused".into(),
+        };
+        assert_eq!(
+            Outcome::of_result(&err(refused)),
+            Some(Outcome::ConnectFailed)
+        );
+        let slow = TransportError::Timeout {
+            endpoint,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(Outcome::of_result(&err(slow)), Some(Outcome::NoResponse));
+        let huge = TransportError::BodyTooLarge {
+            endpoint,
+            limit: 10,
+        };
+        assert_eq!(Outcome::of_result(&err(huge)), None);
     }
 
     #[test]

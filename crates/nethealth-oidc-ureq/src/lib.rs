@@ -96,22 +96,16 @@ impl HttpClient {
         let mut attempt = 1;
         loop {
             let result = self.send_once(endpoint, request.clone());
-            let outcome = match &result {
-                Ok(response) => Outcome::of_response(response),
-                Err(e) if e.never_sent() => Outcome::ConnectFailed,
-                // A body over the limit will be over it again: not worth another try.
-                Err(TransportError::BodyTooLarge { .. }) => return result,
-                Err(_) => Outcome::NoResponse,
-            };
             match &result {
                 Ok(r) => tracing::debug!(attempt, status = r.status().as_u16(), "response"),
                 Err(e) => tracing::debug!(attempt, error = %e, "no response"),
             }
-            let Some(delay) =
+            let delay = Outcome::of_result(&result).and_then(|outcome| {
                 self.config
                     .retry
                     .next_delay(kind, attempt, outcome, rand::random::<f64>())
-            else {
+            });
+            let Some(delay) = delay else {
                 return result;
             };
             tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, "retrying");
