@@ -126,6 +126,9 @@ pub enum Pkce {
     Disabled,
 }
 
+/// The scope that asks for a refresh token usable while the user is away (OpenID Connect Core §11).
+const OFFLINE_ACCESS: &str = "offline_access";
+
 /// A `prompt` value (OpenID Connect Core §3.1.2.1).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -188,6 +191,12 @@ pub enum AuthorizeRequestError {
 }
 
 /// An authorization request for the code flow, built step by step.
+///
+/// **`offline_access` sends `prompt=consent`.** OpenID Connect Core §11 lets a provider ignore `offline_access`
+/// unless the request has `prompt=consent`, and certified providers (oidc-provider among them) do: the scope is
+/// dropped without an error, no refresh token comes back, and the grant looks partial. So when `offline_access` is
+/// requested and no [`prompt`](Self::prompt) was chosen, `prompt=consent` is sent. A prompt chosen by the caller
+/// (`none`, `login`, ...) is sent as it is, without `consent` added.
 ///
 /// `openid` is always among the scopes. Query parameters already on the authorization endpoint are kept, except those
 /// that name a protocol parameter (they are dropped, so that the values set here are the only ones sent).
@@ -290,7 +299,8 @@ impl AuthorizationRequest {
         self
     }
 
-    /// Adds a `prompt` value (several are sent space-separated).
+    /// Adds a `prompt` value (several are sent space-separated). Choosing any prompt turns off the `prompt=consent`
+    /// that is otherwise sent with `offline_access` (see the [type docs](Self)).
     pub fn prompt(mut self, prompt: Prompt) -> Self {
         if !self.prompt.contains(&prompt) {
             self.prompt.push(prompt);
@@ -409,6 +419,9 @@ impl AuthorizationRequest {
             if !self.prompt.is_empty() {
                 let p: Vec<&str> = self.prompt.iter().map(|p| p.as_str()).collect();
                 q.append_pair("prompt", &p.join(" "));
+            } else if self.scopes.contains(OFFLINE_ACCESS) {
+                // OpenID Connect Core §11: without prompt=consent a provider may ignore offline_access.
+                q.append_pair("prompt", Prompt::Consent.as_str());
             }
             if let Some(h) = &self.login_hint {
                 q.append_pair("login_hint", h);
@@ -938,6 +951,41 @@ mod tests {
         assert!(p.code_verifier().is_none());
         assert!(request().requested_scopes().contains("openid"));
         assert_eq!(Pkce::default(), Pkce::S256);
+    }
+
+    #[test]
+    fn offline_access_sends_prompt_consent_unless_a_prompt_was_chosen() {
+        let prompt_of = |r: AuthorizationRequest| {
+            let (u, _) = r.build_inner(
+                State::new("s"),
+                Nonce::new("n"),
+                CodeVerifier::new(RFC_VERIFIER),
+                UnixTime::EPOCH,
+            );
+            let q = pairs(&u);
+            let prompts: Vec<String> = q
+                .into_iter()
+                .filter(|(k, _)| k == "prompt")
+                .map(|(_, v)| v)
+                .collect();
+            prompts
+        };
+        let cases: [(AuthorizationRequest, &[&str]); 5] = [
+            (request().scope("offline_access"), &["consent"]),
+            (request().scope("profile offline_access"), &["consent"]),
+            (request().scope("profile"), &[]),
+            (
+                request().scope("offline_access").prompt(Prompt::None),
+                &["none"],
+            ),
+            (
+                request().scope("offline_access").prompt(Prompt::Login),
+                &["login"],
+            ),
+        ];
+        for (i, (r, want)) in cases.into_iter().enumerate() {
+            assert_eq!(prompt_of(r), want, "case {i}");
+        }
     }
 
     #[test]

@@ -259,6 +259,11 @@ impl Client {
 
     /// Starts a login for `scopes`: the URL to send the browser to, and the [`PendingLogin`] to keep in the user's
     /// session until the callback.
+    ///
+    /// With `offline_access` among `scopes`, the request carries `prompt=consent`: OpenID Connect Core §11 lets a
+    /// provider ignore `offline_access` otherwise, and then no refresh token comes back and the grant reads as
+    /// partial. To send another prompt, build the request with [`login_request`](Self::login_request), set it with
+    /// `.prompt(...)`, and pass it to [`begin_login_with`](Self::begin_login_with).
     pub fn begin_login(&self, scopes: &Scopes) -> Result<(Url, PendingLogin), Error> {
         Ok(self.begin_login_with(self.login_request(scopes)?))
     }
