@@ -31,7 +31,7 @@ use crate::scope::{GrantedScopes, Scopes};
 use crate::secret::{AccessToken, IdToken, State};
 use crate::time::UnixTime;
 use crate::token::{self, TokenResponse};
-use crate::{jwks, revocation, userinfo, wire};
+use crate::{introspection, jwks, revocation, userinfo, wire};
 
 /// How a client behaves; the defaults suit the Net Health Accounts site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +349,29 @@ impl ClientContext {
             self.auth,
             token,
         )?)
+    }
+
+    /// The introspection request (RFC 7662) for `token`, authenticated as at the token endpoint.
+    pub fn introspection_request(&self, token: TokenRef<'_>) -> Result<Request<Vec<u8>>, Error> {
+        let endpoint = self
+            .metadata
+            .introspection_endpoint
+            .as_ref()
+            .ok_or(Error::Unsupported("introspection endpoint"))?;
+        Ok(introspection::introspection_request(
+            endpoint,
+            &self.config,
+            self.auth,
+            token,
+        )?)
+    }
+
+    /// Parses the introspection answer.
+    pub fn parse_introspection(
+        &self,
+        response: &Response<Vec<u8>>,
+    ) -> Result<introspection::Introspection, Error> {
+        Ok(introspection::parse_introspection(response)?)
     }
 
     /// The RP-initiated logout URL to send the browser to.

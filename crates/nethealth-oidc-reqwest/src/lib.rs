@@ -25,6 +25,7 @@ use tracing::Instrument;
 pub use reqwest;
 
 mod authorized;
+mod management;
 mod provider;
 mod session;
 

@@ -25,6 +25,7 @@ use nethealth_oidc_core::{Endpoint, TransportError};
 pub use ureq;
 
 mod authorized;
+mod management;
 mod provider;
 mod session;
 
