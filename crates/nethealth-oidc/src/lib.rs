@@ -16,6 +16,7 @@ pub use nethealth_oidc_store::KeyringStore;
 pub use oidc_core as core;
 pub use oidc_core::authorize::{AuthorizationRequest, PendingLogin, Pkce, Prompt};
 pub use oidc_core::context::{ClientOptions, Grant};
+pub use oidc_core::introspection::Introspection;
 pub use oidc_core::lifecycle::{LifecycleConfig, TokenSet};
 pub use oidc_core::registration::{
     ClientMetadata, FieldNames, NetHealthRegistration, RegisteredClient, RegistrationBase,
@@ -30,8 +31,19 @@ pub use oidc_core::{
 #[cfg(feature = "async")]
 pub use nethealth_oidc_reqwest::{AuthorizedClient, Client, HttpClient, Provider, Session};
 
+/// The `reqwest` crate the async API is built with. Use it for [`Session::authorized`] and
+/// [`HttpClient::from_builder`], so that the application does not add a second copy of a different version (whose
+/// `reqwest::Client` would not be the type these functions take).
+#[cfg(feature = "async")]
+pub use nethealth_oidc_reqwest::reqwest;
+
 /// The blocking API: the same names as the crate root, over ureq, with no async runtime.
 #[cfg(feature = "blocking")]
 pub mod blocking {
     pub use nethealth_oidc_ureq::{AuthorizedClient, Client, HttpClient, Provider, Session};
+
+    /// The `ureq` crate the blocking API is built with. Use it for [`Session::authorized`], so that the
+    /// application does not add a second copy of a different version (whose `ureq::Agent` would not be the type
+    /// it takes).
+    pub use nethealth_oidc_ureq::ureq;
 }
