@@ -64,6 +64,14 @@ const TOKEN_RESPONSE_SCOPE = oneOf('TOKEN_RESPONSE_SCOPE', 'include', ['include'
 // Stock oidc-provider takes a client secret from either the Authorization header or the form body, whatever the
 // client registered. Strict mode (the default) holds each client to its registered token_endpoint_auth_method.
 const STRICT_CLIENT_AUTH = flag('STRICT_CLIENT_AUTH', true);
+// Pushed authorization requests (RFC 9126) are always offered; PAR_REQUIRED=1 makes /auth refuse plain requests.
+const PAR_REQUIRED = flag('PAR_REQUIRED', false);
+// DPoP (RFC 9449) is always offered; DPOP_REQUIRE_NONCE=1 makes the provider demand a server nonce (use_dpop_nonce).
+const DPOP_REQUIRE_NONCE = flag('DPOP_REQUIRE_NONCE', false);
+
+// Client authentication with a signed JWT: private_key_jwt (asymmetric) and client_secret_jwt (HMAC).
+const CLIENT_AUTH_SIGNING_ALGS = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'HS256', 'HS384', 'HS512'];
+const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'RS256', 'PS256', 'Ed25519', 'EdDSA'];
 
 const SCOPES = ['openid', 'profile', 'email', 'offline_access', 'patients.read', 'patients.write'];
 
@@ -171,10 +179,20 @@ const configuration = {
     rpInitiatedLogout: { enabled: true },
     // Without resource indicators every scope is a plain scope and access tokens are opaque.
     resourceIndicators: { enabled: false },
+    pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: PAR_REQUIRED },
+    dPoP: {
+      enabled: true,
+      nonceSecret: crypto.randomBytes(32),
+      requireNonce: () => DPOP_REQUIRE_NONCE,
+    },
+  },
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none'],
+  enabledJWA: {
+    clientAuthSigningAlgValues: CLIENT_AUTH_SIGNING_ALGS,
+    dPoPSigningAlgValues: DPOP_SIGNING_ALGS,
   },
   pkce: {
-    methods: ['S256'],
-    // Public clients always need PKCE; confidential clients may use it (PKCE_REQUIRED=1 makes it mandatory).
+    // oidc-provider 9 offers S256 only. Public clients always need PKCE; confidential clients may use it (PKCE_REQUIRED=1 makes it mandatory).
     required: (ctx, client) => client.clientAuthMethod === 'none' || PKCE_REQUIRED,
   },
   rotateRefreshToken: ROTATE_REFRESH_TOKEN,
@@ -207,7 +225,8 @@ provider.on('grant.error', (ctx, err) => {
   stats.token_errors[type] = (stats.token_errors[type] || 0) + 1;
   log('grant.error', type, err.error, err.error_description, err.error_detail || '');
 });
-for (const event of ['authorization.error', 'registration_create.error', 'revocation.error',
+for (const event of ['authorization.error', 'registration_create.error', 'registration_read.error',
+  'registration_update.error', 'registration_delete.error', 'pushed_authorization_request.error', 'revocation.error',
   'introspection.error', 'userinfo.error', 'server_error', 'end_session.error']) {
   provider.on(event, (ctx, err) => log(event, err.error || err.message, err.error_description || '', err.error_detail || ''));
 }
@@ -545,6 +564,10 @@ async function testRoute(req, res, url) {
       iss_mode: ISS_MODE,
       token_response_scope: TOKEN_RESPONSE_SCOPE,
       strict_client_auth: STRICT_CLIENT_AUTH,
+      par_required: PAR_REQUIRED,
+      dpop_require_nonce: DPOP_REQUIRE_NONCE,
+      client_auth_signing_algs: CLIENT_AUTH_SIGNING_ALGS,
+      dpop_signing_algs: DPOP_SIGNING_ALGS,
       static_client: { client_id: STATIC_CLIENT.client_id, redirect_uris: STATIC_CLIENT.redirect_uris },
     });
     return;

@@ -1,39 +1,98 @@
 //! Both transports against an independent, certified OpenID Provider: the npm package `oidc-provider`, which
-//! `.ci/run` installs and starts on loopback (`peers/oidc-provider/start.sh`) and names in `NETHEALTH_TEST_ISSUER`.
+//! `cargo xtask ci` installs and starts on loopback (`peers/oidc-provider/start.sh`) and names in
+//! `NETHEALTH_TEST_ISSUER`.
 //!
-//! Without that variable the tests say so and pass, except under CI (`CI` set), where a missing peer is a failure.
-
-#![allow(clippy::print_stderr)]
+//! Without that variable, or with a peer that does not answer, every test here fails and says how to start it.
 
 #[path = "../../../peers/oidc-provider/browser.rs"]
 mod browser;
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use browser::Consent;
-use nethealth_oidc::core::ScopeSource;
 use nethealth_oidc::core::revocation::TokenRef;
+use nethealth_oidc::core::secret::RegistrationAccessToken;
+use nethealth_oidc::core::{ErrorCode, ScopeSource};
 use nethealth_oidc::{
-    ClientMetadata, ClientOptions, Error, ManualClock, MemoryStore, Prompt, Scopes, SessionOptions,
-    TokenAuthMethod, TokenStore, UnixTime,
+    ClientMetadata, ClientOptions, Error, ManualClock, MemoryStore, Prompt, RegisteredClient,
+    Scopes, SessionOptions, TokenAuthMethod, TokenStore, UnixTime,
 };
 use support::{ALL, REDIRECT, url};
 
-fn issuer() -> Option<String> {
-    match std::env::var("NETHEALTH_TEST_ISSUER") {
-        Ok(issuer) if !issuer.is_empty() => Some(issuer),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("NETHEALTH_TEST_ISSUER is not set: .ci/run must start peers/oidc-provider")
+const HOW_TO_START: &str = "run `cargo xtask ci`, which starts it, or `peers/oidc-provider/start.sh` and set \
+                            NETHEALTH_TEST_ISSUER to the issuer it prints";
+
+/// The peer's issuer, from `NETHEALTH_TEST_ISSUER`, once its health route has answered. Panics, saying how to start
+/// the peer, when the variable is unset or the peer does not answer.
+fn issuer() -> String {
+    static CHECKED: OnceLock<Result<String, String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        let issuer = match std::env::var("NETHEALTH_TEST_ISSUER") {
+            Ok(issuer) if !issuer.is_empty() => issuer,
+            _ => return Err(format!("NETHEALTH_TEST_ISSUER is not set: {HOW_TO_START}")),
+        };
+        let health = format!("{issuer}/__test/health");
+        let answer = ureq::get(&health)
+            .config()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| r.body_mut().read_to_string().map_err(|e| e.to_string()));
+        let answered_issuer = |body: &str| {
+            serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|health| health["issuer"].as_str().map(str::to_owned))
+        };
+        match answer {
+            Ok(body) if answered_issuer(&body).as_deref() == Some(issuer.as_str()) => Ok(issuer),
+            Ok(body) => Err(format!(
+                "{health} answered, but not as the oidc-provider peer for {issuer} ({body}): {HOW_TO_START}"
+            )),
+            Err(e) => Err(format!(
+                "the oidc-provider peer at {issuer} does not answer ({health}: {e}): {HOW_TO_START}"
+            )),
         }
-        _ => {
-            eprintln!(
-                "skipped: start peers/oidc-provider/start.sh and set NETHEALTH_TEST_ISSUER to run this test"
-            );
-            None
-        }
+    });
+    match checked {
+        Ok(issuer) => issuer.clone(),
+        Err(message) => panic!("{message}"),
     }
+}
+
+/// The peer's settings in force (`GET /__test/config`).
+fn peer_config(issuer: &str) -> serde_json::Value {
+    let text = ureq::get(&format!("{issuer}/__test/config"))
+        .call()
+        .expect("the peer answers /__test/config")
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// What the update test changes: another name and a second redirect URI.
+fn updated_metadata() -> ClientMetadata {
+    ClientMetadata::new(
+        "nethealth-oidc test, renamed",
+        vec![url(REDIRECT), url("http://127.0.0.1:8080/other-callback")],
+    )
+    .with_scope(ALL)
+    .with_auth_method(TokenAuthMethod::ClientSecretBasic)
+}
+
+/// `client` with a registration access token the provider never issued.
+fn with_wrong_token(client: &RegisteredClient) -> RegisteredClient {
+    let mut wrong = client.clone();
+    wrong.registration_access_token =
+        Some(RegistrationAccessToken::new("not-the-registration-token"));
+    wrong
+}
+
+fn oauth_code(err: &Error) -> Option<&ErrorCode> {
+    err.oauth_error().map(|e| &e.code)
 }
 
 fn clock() -> Arc<ManualClock> {
@@ -101,7 +160,7 @@ mod asynchronous {
 
     #[tokio::test]
     async fn full_flow_with_basic_auth_refresh_rotation_and_revocation() {
-        let Some(issuer) = issuer() else { return };
+        let issuer = issuer();
         let clock = clock();
         let client = client(&issuer, TokenAuthMethod::ClientSecretBasic, clock.clone()).await;
         let grant = login(&client, Consent::All).await.unwrap();
@@ -139,7 +198,7 @@ mod asynchronous {
 
     #[tokio::test]
     async fn partial_consent_with_client_secret_post() {
-        let Some(issuer) = issuer() else { return };
+        let issuer = issuer();
         let client = client(&issuer, TokenAuthMethod::ClientSecretPost, clock()).await;
         let grant = login(
             &client,
@@ -161,7 +220,7 @@ mod asynchronous {
 
     #[tokio::test]
     async fn consent_denied_and_public_clients() {
-        let Some(issuer) = issuer() else { return };
+        let issuer = issuer();
         let client = client(&issuer, TokenAuthMethod::None, clock()).await;
         let err = login(&client, Consent::Deny).await.unwrap_err();
         assert!(err.is_consent_denied(), "{err:?}");
@@ -170,8 +229,120 @@ mod asynchronous {
     }
 
     #[tokio::test]
+    async fn offline_access_without_a_chosen_prompt_is_granted_in_full() {
+        let issuer = issuer();
+        assert_eq!(
+            peer_config(&issuer)["offline_access_adds_consent_prompt"],
+            false,
+            "start the peer with OFFLINE_ACCESS_ADDS_CONSENT_PROMPT=0, or this test proves nothing"
+        );
+        let client = client(&issuer, TokenAuthMethod::ClientSecretBasic, clock()).await;
+        let (auth_url, pending) = client.begin_login(&Scopes::parse(ALL)).unwrap();
+        assert!(
+            auth_url
+                .query_pairs()
+                .any(|(k, v)| k == "prompt" && v == "consent")
+        );
+        let user = user();
+        let callback =
+            tokio::task::spawn_blocking(move || browser::login(&auth_url, &user, Consent::All))
+                .await
+                .unwrap()
+                .expect("the interaction works");
+        let grant = client.finish_login(&pending, &callback).await.unwrap();
+        assert!(!grant.is_partial(), "refused: {}", grant.refused());
+        assert!(grant.granted.allows("offline_access"));
+        assert!(grant.response.refresh_token.is_some());
+    }
+
+    #[tokio::test]
+    async fn registration_read_update_delete_and_introspection() {
+        let issuer = issuer();
+        let http = HttpClient::new(TransportConfig::default()).unwrap();
+        let provider = Provider::discover(http, &issuer).await.unwrap();
+        let registered = provider
+            .register(&metadata(TokenAuthMethod::ClientSecretBasic), None)
+            .await
+            .unwrap();
+
+        // Read returns what was registered.
+        let read = provider.read_registration(&registered).await.unwrap();
+        assert_eq!(read.client_id, registered.client_id);
+        assert_eq!(
+            read.metadata.client_name.as_deref(),
+            Some("nethealth-oidc test")
+        );
+        assert_eq!(read.metadata.redirect_uris, vec![url(REDIRECT)]);
+
+        // A wrong registration access token is the provider's invalid_token.
+        let err = provider
+            .read_registration(&with_wrong_token(&registered))
+            .await
+            .unwrap_err();
+        assert_eq!(oauth_code(&err), Some(&ErrorCode::InvalidToken), "{err:?}");
+
+        // Update changes the name and the redirect URIs; the provider rotates the registration access token.
+        let updated = provider
+            .update_registration(&registered, &updated_metadata())
+            .await
+            .unwrap();
+        assert_eq!(
+            updated.metadata.client_name.as_deref(),
+            Some("nethealth-oidc test, renamed")
+        );
+        let read = provider.read_registration(&updated).await.unwrap();
+        assert_eq!(
+            read.metadata.redirect_uris,
+            updated_metadata().redirect_uris
+        );
+        let err = provider.read_registration(&registered).await.unwrap_err();
+        assert_eq!(
+            oauth_code(&err),
+            Some(&ErrorCode::InvalidToken),
+            "the old token was rotated out"
+        );
+
+        // Introspection: active for a live token, inactive after revocation and for junk.
+        let client = provider
+            .client(updated.to_client_config(), ClientOptions::default())
+            .unwrap();
+        let grant = login(&client, Consent::All).await.unwrap();
+        let access = &grant.response.access_token;
+        let live = client.introspect(TokenRef::Access(access)).await.unwrap();
+        assert!(live.active);
+        assert_eq!(live.client_id.as_deref(), Some(updated.client_id.as_str()));
+        assert!(live.scope.unwrap().contains("patients.read"));
+        let junk = nethealth_oidc::AccessToken::new("junk-that-was-never-issued");
+        assert!(
+            !client
+                .introspect(TokenRef::Access(&junk))
+                .await
+                .unwrap()
+                .active
+        );
+        client.revoke(TokenRef::Access(access)).await.unwrap();
+        assert!(
+            !client
+                .introspect(TokenRef::Access(access))
+                .await
+                .unwrap()
+                .active
+        );
+
+        // Delete makes the client unusable, and its registration unreadable.
+        provider.delete_registration(&updated).await.unwrap();
+        let err = client
+            .client_credentials(&Scopes::parse("patients.read"))
+            .await
+            .unwrap_err();
+        assert_eq!(oauth_code(&err), Some(&ErrorCode::InvalidClient), "{err:?}");
+        let err = provider.read_registration(&updated).await.unwrap_err();
+        assert_eq!(oauth_code(&err), Some(&ErrorCode::InvalidToken), "{err:?}");
+    }
+
+    #[tokio::test]
     async fn client_credentials() {
-        let Some(issuer) = issuer() else { return };
+        let issuer = issuer();
         let http = HttpClient::new(TransportConfig::default()).unwrap();
         let provider = Provider::discover(http, &issuer).await.unwrap();
         let mut metadata = ClientMetadata::new("m2m", Vec::new())
@@ -228,7 +399,7 @@ mod blocking {
 
     #[test]
     fn full_flow_with_basic_auth_refresh_rotation_and_revocation() {
-        let Some(issuer) = issuer() else { return };
+        let issuer = issuer();
         let clock = clock();
         let client = client(&issuer, TokenAuthMethod::ClientSecretBasic, clock.clone());
         let grant = login(&client, Consent::All).unwrap();
@@ -255,7 +426,7 @@ mod blocking {
 
     #[test]
     fn partial_and_denied_consent_with_client_secret_post() {
-        let Some(issuer) = issuer() else { return };
+        let issuer = issuer();
         let client = client(&issuer, TokenAuthMethod::ClientSecretPost, clock());
         let grant = login(
             &client,
@@ -271,8 +442,89 @@ mod blocking {
     }
 
     #[test]
+    fn offline_access_without_a_chosen_prompt_is_granted_in_full() {
+        let issuer = issuer();
+        assert_eq!(
+            peer_config(&issuer)["offline_access_adds_consent_prompt"],
+            false,
+            "start the peer with OFFLINE_ACCESS_ADDS_CONSENT_PROMPT=0, or this test proves nothing"
+        );
+        let client = client(&issuer, TokenAuthMethod::ClientSecretPost, clock());
+        let (auth_url, pending) = client.begin_login(&Scopes::parse(ALL)).unwrap();
+        let callback =
+            browser::login(&auth_url, &user(), Consent::All).expect("the interaction works");
+        let grant = client.finish_login(&pending, &callback).unwrap();
+        assert!(!grant.is_partial(), "refused: {}", grant.refused());
+        assert!(grant.response.refresh_token.is_some());
+    }
+
+    #[test]
+    fn registration_read_update_delete_and_introspection() {
+        let issuer = issuer();
+        let provider =
+            Provider::discover(HttpClient::new(TransportConfig::default()), &issuer).unwrap();
+        let registered = provider
+            .register(&metadata(TokenAuthMethod::ClientSecretBasic), None)
+            .unwrap();
+
+        let read = provider.read_registration(&registered).unwrap();
+        assert_eq!(read.client_id, registered.client_id);
+        assert_eq!(
+            read.metadata.client_name.as_deref(),
+            Some("nethealth-oidc test")
+        );
+        assert_eq!(read.metadata.redirect_uris, vec![url(REDIRECT)]);
+        let err = provider
+            .read_registration(&with_wrong_token(&registered))
+            .unwrap_err();
+        assert_eq!(oauth_code(&err), Some(&ErrorCode::InvalidToken), "{err:?}");
+
+        let updated = provider
+            .update_registration(&registered, &updated_metadata())
+            .unwrap();
+        let read = provider.read_registration(&updated).unwrap();
+        assert_eq!(
+            read.metadata.client_name.as_deref(),
+            Some("nethealth-oidc test, renamed")
+        );
+        assert_eq!(
+            read.metadata.redirect_uris,
+            updated_metadata().redirect_uris
+        );
+
+        let client = provider
+            .client(updated.to_client_config(), ClientOptions::default())
+            .unwrap();
+        let grant = login(&client, Consent::All).unwrap();
+        let refresh = grant.response.refresh_token.as_ref().unwrap();
+        let live = client.introspect(TokenRef::Refresh(refresh)).unwrap();
+        assert!(live.active);
+        // The peer's REFRESH_TOKEN_TTL is the refresh token's lifetime.
+        let lifetime = live.exp.unwrap() - live.iat.unwrap();
+        assert_eq!(
+            Some(lifetime),
+            peer_config(&issuer)["refresh_token_ttl"].as_u64()
+        );
+        let junk = nethealth_oidc::RefreshToken::new("junk-that-was-never-issued");
+        assert!(!client.introspect(TokenRef::Refresh(&junk)).unwrap().active);
+        client.revoke(TokenRef::Refresh(refresh)).unwrap();
+        assert!(
+            !client
+                .introspect(TokenRef::Refresh(refresh))
+                .unwrap()
+                .active
+        );
+
+        provider.delete_registration(&updated).unwrap();
+        let err = client
+            .client_credentials(&Scopes::parse("patients.read"))
+            .unwrap_err();
+        assert_eq!(oauth_code(&err), Some(&ErrorCode::InvalidClient), "{err:?}");
+    }
+
+    #[test]
     fn public_client_with_pkce() {
-        let Some(issuer) = issuer() else { return };
+        let issuer = issuer();
         let client = client(&issuer, TokenAuthMethod::None, clock());
         assert_eq!(client.context().auth_method(), TokenAuthMethod::None);
         login(&client, Consent::All).unwrap();
