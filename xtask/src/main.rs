@@ -1,12 +1,19 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: everything CI checks: formatting, clippy with warnings denied, all tests, and the docs with warnings
-//!   denied. This is the README's test command.
+//!   denied. This is the README's test command. It starts what the tests need itself: the oidc-provider peer
+//!   (`peer`), installed with npm when missing, on a free loopback port, stopped by its pid afterwards, also on
+//!   failure and on Ctrl-C (`service`).
+//! - `with-peers COMMAND...`: starts the peers as `ci` does, runs one command with their issuers in the
+//!   environment (e.g. `cargo xtask with-peers cargo test -p nethealth-oidc --test oidc_provider`), then stops them.
 //! - `bench`: the criterion benchmarks, with their ratios checked against the stated targets.
 //! - `demo`: the four steps of the Net Health guide, with both clients, against the local Accounts site.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, ExitCode};
+
+mod peer;
+mod service;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -14,8 +21,9 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("demo") => demo(),
+        Some("with-peers") => with_peers(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench|demo>");
+            eprintln!("usage: cargo xtask <ci|bench|demo|with-peers COMMAND...>");
             return ExitCode::from(2);
         }
     };
@@ -29,7 +37,11 @@ fn main() -> ExitCode {
 }
 
 fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
-    eprintln!("xtask: running {program} {}", args.join(" "));
+    let shown = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("xtask: running {shown}");
     let status = Command::new(program)
         .args(args)
         .envs(envs.iter().copied())
@@ -38,10 +50,7 @@ fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String
     if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`{program} {}` failed with {status}",
-            args.join(" ")
-        ))
+        Err(format!("`{shown}` failed with {status}"))
     }
 }
 
@@ -65,8 +74,60 @@ fn demo() -> Result<(), String> {
     )
 }
 
+/// The peers' issuers, by the variable that names each to the tests, and the guards that stop them when dropped.
+struct Peers {
+    issuers: Vec<(&'static str, String)>,
+    _services: Vec<service::Service>,
+}
+
+impl Peers {
+    /// Checks for node, installs the peer's packages when missing, and starts every [`peer::PEERS`] instance.
+    fn start() -> Result<Peers, String> {
+        peer::check_node()?;
+        peer::install()?;
+        service::install_signal_handler()?;
+        let mut issuers = Vec::new();
+        let mut services = Vec::new();
+        for instance in peer::PEERS {
+            let (issuer, service) = peer::start(instance)?;
+            eprintln!(
+                "xtask: {} is up; {}={issuer}",
+                service.name(),
+                instance.issuer_var
+            );
+            issuers.push((instance.issuer_var, issuer));
+            services.push(service);
+        }
+        Ok(Peers {
+            issuers,
+            _services: services,
+        })
+    }
+
+    /// The environment for a test run.
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.issuers
+            .iter()
+            .map(|(var, issuer)| (*var, issuer.as_str()))
+            .collect()
+    }
+}
+
+/// Starts the peers, runs `command` with their issuers in its environment, and stops them.
+fn with_peers(command: &[String]) -> Result<(), String> {
+    let Some((program, args)) = command.split_first() else {
+        return Err("usage: cargo xtask with-peers COMMAND [ARGS...]".into());
+    };
+    let peers = Peers::start()?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(program, &args, &peers.env())
+}
+
 fn ci() -> Result<(), String> {
     let cargo = cargo();
+    // Fail fast, before the long build, when the peer cannot run here.
+    peer::check_node()?;
+    peer::install()?;
     run(&cargo, &["fmt", "--all", "--check"], &[])?;
     run(
         &cargo,
@@ -82,6 +143,8 @@ fn ci() -> Result<(), String> {
         ],
         &[],
     )?;
+    // Dropping `peers` stops them, also on an early `?`.
+    let peers = Peers::start()?;
     run(
         &cargo,
         &[
@@ -91,9 +154,14 @@ fn ci() -> Result<(), String> {
             "--all-features",
             "--locked",
         ],
-        &[],
+        &peers.env(),
     )?;
-    run(&cargo, &["test", "--workspace", "--doc", "--locked"], &[])?;
+    run(
+        &cargo,
+        &["test", "--workspace", "--doc", "--locked"],
+        &peers.env(),
+    )?;
+    drop(peers);
     run(
         &cargo,
         &["doc", "--workspace", "--no-deps", "--locked"],
