@@ -847,6 +847,57 @@ mod tests {
             .1
     }
 
+    #[test]
+    fn callback_urls_are_rebuilt_from_the_redirect_uri_and_checked_as_full_ones() {
+        let p = pending();
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        for (built, expected) in [
+            (
+                p.callback_url_from_query("code=c&state=state-123"),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                p.callback_url_from_query("?code=c&state=state-123"),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                p.callback_url_from_uri(&uri("/callback?code=c&state=state-123")),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                // The proxy's scheme and host are not the browser's: only the path and query count.
+                p.callback_url_from_uri(&uri(
+                    "http://10.0.0.5:8080/callback?code=c&state=state-123",
+                )),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                p.callback_url_from_uri(&uri("/elsewhere?code=c")),
+                "https://app.example/elsewhere?code=c",
+            ),
+            (
+                p.callback_url_from_uri(&uri("/callback")),
+                "https://app.example/callback?",
+            ),
+        ] {
+            assert_eq!(built.as_str(), expected);
+        }
+        let check = |u: Url| parse_callback(&p, &u, IssPolicy::IfPresent);
+        assert!(check(p.callback_url_from_query("code=c&state=state-123")).is_ok());
+        assert_eq!(
+            check(p.callback_url_from_query("code=c&state=other")).unwrap_err(),
+            CallbackError::StateMismatch
+        );
+        assert!(matches!(
+            check(p.callback_url_from_uri(&uri("/elsewhere?code=c&state=state-123"))),
+            Err(CallbackError::WrongRedirect { .. })
+        ));
+        assert_eq!(
+            check(p.callback_url_from_uri(&uri("/callback"))).unwrap_err(),
+            CallbackError::MissingState
+        );
+    }
+
     fn pairs(u: &Url) -> Vec<(String, String)> {
         u.query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))

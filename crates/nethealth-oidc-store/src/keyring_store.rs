@@ -111,7 +111,7 @@ impl std::fmt::Debug for KeyringKeyedStore {
 impl KeyringKeyedStore {
     /// The entries of `service` (for example your application's name).
     pub fn new(service: impl Into<String>) -> Self {
-        KeyringKeyedStore::with_entries(service, |service, user| keyring::Entry::new(service, user))
+        KeyringKeyedStore::with_entries(service, keyring::Entry::new)
     }
 
     /// Entries made by `make(service, user)` (for another keyring target, or mock credentials in tests).
