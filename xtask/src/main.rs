@@ -202,6 +202,13 @@ const RATIO_CHECKS: &[RatioCheck] = &[
         max_ratio: 3.0,
         what: "cached blocking Session::access_token() vs a clock read plus an atomic load",
     },
+    RatioCheck {
+        group: "access_token",
+        bench: "async_sessions_get_then_access_token",
+        baseline: "async_session_access_token",
+        max_ratio: 1.5,
+        what: "Sessions::get(key) then access_token(), 10,000 users cached, vs one unkeyed async Session",
+    },
 ];
 
 /// Runs the benches, then checks every [`RATIO_CHECKS`] row against criterion's median estimates.

@@ -459,10 +459,20 @@ impl AuthorizationRequest {
 
 /// Everything the callback and the code exchange need, kept between the redirect and the callback.
 ///
-/// It is one `Serialize + Deserialize` value so that a web application can keep it in its session. It holds the
-/// PKCE verifier and the nonce in clear once serialized: keep it server-side, or in an encrypted and signed cookie.
-/// It is single-use: take it out of the session when the callback arrives, whatever the outcome. `Debug` redacts the
-/// secrets.
+/// It is one `Serialize + Deserialize` value so that a web application can keep it in its own session store. `Debug`
+/// redacts the secrets. How to keep it:
+///
+/// - **Bind it to the browser session** that started the login: that binding is the CSRF defence. Keep it
+///   server-side under the browser's session id, or in a cookie that is encrypted *and* signed (it holds the PKCE
+///   verifier and the nonce in clear once serialized), `HttpOnly`, `Secure`, `SameSite=Lax` (the callback is a
+///   top-level cross-site navigation, so `Strict` would drop it).
+/// - **One per login attempt, keyed by [`state`](Self::state):** a user with two tabs has two logins pending; find the
+///   one the callback's `state` names. Take it out of the store when the callback arrives, whatever the outcome: it
+///   is single-use.
+/// - **Lifetime:** it carries its creation time ([`created_at`](Self::created_at)). The client refuses one older than
+///   its `login_lifetime` (`ClientOptions::with_login_lifetime`, default [`DEFAULT_LIFETIME`](Self::DEFAULT_LIFETIME))
+///   with [`CallbackError::Expired`], whose message tells the user to start the login again; give the stored value
+///   the same expiry so stale ones do not pile up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
     state: State,
@@ -560,6 +570,34 @@ impl PendingLogin {
             &self.redirect_uri,
             self.code_verifier.as_ref(),
         )
+    }
+}
+
+/// Callbacks behind a proxy: a handler behind a TLS-terminating proxy sees `GET /callback?code=...&state=...`,
+/// not the public URL. These rebuild the URL [`parse_callback`] checks from the pending login's redirect URI
+/// (scheme, host and port as the browser saw them) and what the handler has; every check stays the same.
+impl PendingLogin {
+    /// The callback URL for a callback whose query string is `query` (with or without its leading `?`): the
+    /// pending redirect URI with that query.
+    pub fn callback_url_from_query(&self, query: &str) -> Url {
+        let mut url = self.redirect_uri.clone();
+        url.set_fragment(None);
+        url.set_query(Some(query.strip_prefix('?').unwrap_or(query)));
+        url
+    }
+
+    /// The callback URL for a request to `uri` (as an HTTP server sees it: `/callback?code=...`): the pending
+    /// redirect URI's scheme, host and port with `uri`'s path and query. A scheme and host in `uri` are ignored:
+    /// behind a proxy they are the proxy's view, not the browser's. A path that differs from the redirect URI's (a
+    /// proxy that rewrites paths) is refused by [`parse_callback`] as [`CallbackError::WrongRedirect`].
+    pub fn callback_url_from_uri(&self, uri: &http::Uri) -> Url {
+        let mut url = self.redirect_uri.clone();
+        url.set_fragment(None);
+        if !uri.path().is_empty() {
+            url.set_path(uri.path());
+        }
+        url.set_query(Some(uri.query().unwrap_or("")));
+        url
     }
 }
 
@@ -820,6 +858,57 @@ mod tests {
                 UnixTime::from_secs(1_000),
             )
             .1
+    }
+
+    #[test]
+    fn callback_urls_are_rebuilt_from_the_redirect_uri_and_checked_as_full_ones() {
+        let p = pending();
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        for (built, expected) in [
+            (
+                p.callback_url_from_query("code=c&state=state-123"),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                p.callback_url_from_query("?code=c&state=state-123"),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                p.callback_url_from_uri(&uri("/callback?code=c&state=state-123")),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                // The proxy's scheme and host are not the browser's: only the path and query count.
+                p.callback_url_from_uri(&uri(
+                    "http://10.0.0.5:8080/callback?code=c&state=state-123",
+                )),
+                "https://app.example/callback?code=c&state=state-123",
+            ),
+            (
+                p.callback_url_from_uri(&uri("/elsewhere?code=c")),
+                "https://app.example/elsewhere?code=c",
+            ),
+            (
+                p.callback_url_from_uri(&uri("/callback")),
+                "https://app.example/callback?",
+            ),
+        ] {
+            assert_eq!(built.as_str(), expected);
+        }
+        let check = |u: Url| parse_callback(&p, &u, IssPolicy::IfPresent);
+        assert!(check(p.callback_url_from_query("code=c&state=state-123")).is_ok());
+        assert_eq!(
+            check(p.callback_url_from_query("code=c&state=other")).unwrap_err(),
+            CallbackError::StateMismatch
+        );
+        assert!(matches!(
+            check(p.callback_url_from_uri(&uri("/elsewhere?code=c&state=state-123"))),
+            Err(CallbackError::WrongRedirect { .. })
+        ));
+        assert_eq!(
+            check(p.callback_url_from_uri(&uri("/callback"))).unwrap_err(),
+            CallbackError::MissingState
+        );
     }
 
     fn pairs(u: &Url) -> Vec<(String, String)> {

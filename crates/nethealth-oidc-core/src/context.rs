@@ -71,6 +71,14 @@ impl ClientOptions {
         self
     }
 
+    /// Sets how long a login may stay pending between the redirect and the callback (the pending login's
+    /// `max_age`); an older [`PendingLogin`] is refused with
+    /// [`CallbackError::Expired`](crate::authorize::CallbackError::Expired).
+    pub fn with_login_lifetime(mut self, lifetime: Duration) -> Self {
+        self.login_lifetime = lifetime;
+        self
+    }
+
     /// Sets the ID-token leeway.
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;

@@ -1,4 +1,5 @@
-//! Where a session keeps its token set: the [`TokenStore`] trait and an in-memory store.
+//! Where a session keeps its token set: the [`TokenStore`] trait and an in-memory store; for many users, the keyed
+//! and async stores and the session cache (see [`SessionKey`]).
 //!
 //! The trait lives in the core so that every driver and every store agree on it; the file store, which touches the
 //! disk, lives in `nethealth-oidc-store`. A store holds a [`TokenSet`]: the tokens, their expiry and the granted
@@ -11,6 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::lifecycle::TokenSet;
+
+mod keyed;
+
+pub use keyed::{
+    AsyncKeyedTokenStore, AsyncTokenStore, CacheSlot, KeyedEntry, KeyedTokenStore,
+    MemoryKeyedStore, SessionCache, SessionKey,
+};
 
 /// Why the store could not do what was asked.
 #[non_exhaustive]
@@ -148,6 +156,8 @@ pub type TokenHook = Arc<dyn Fn(&TokenSet) + Send + Sync>;
 pub struct SessionOptions {
     /// Where the token set is kept. Default: in memory.
     pub store: Arc<dyn TokenStore>,
+    /// An async store the async session uses instead of `store` (the blocking session ignores it). Default: none.
+    pub async_store: Option<Arc<dyn AsyncTokenStore>>,
     /// Renewal timing.
     pub lifecycle: crate::lifecycle::LifecycleConfig,
     /// Run after each new token set is stored.
@@ -158,6 +168,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
             store: Arc::new(MemoryStore::new()),
+            async_store: None,
             lifecycle: crate::lifecycle::LifecycleConfig::default(),
             hooks: Vec::new(),
         }
@@ -168,6 +179,7 @@ impl fmt::Debug for SessionOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionOptions")
             .field("store", &self.store)
+            .field("async_store", &self.async_store)
             .field("lifecycle", &self.lifecycle)
             .field("hooks", &self.hooks.len())
             .finish()
@@ -178,6 +190,13 @@ impl SessionOptions {
     /// Keeps the tokens in `store`.
     pub fn with_store(mut self, store: Arc<dyn TokenStore>) -> Self {
         self.store = store;
+        self
+    }
+
+    /// Keeps the tokens in `store`, awaited by the async session (a database-backed store, say). The blocking
+    /// session does not use it.
+    pub fn with_async_store(mut self, store: Arc<dyn AsyncTokenStore>) -> Self {
+        self.async_store = Some(store);
         self
     }
 

@@ -25,14 +25,19 @@ use tracing::Instrument;
 pub use reqwest;
 
 mod authorized;
+mod callback;
 mod management;
 mod provider;
 mod session;
+mod sessions;
+mod store;
 
 pub use authorized::AuthorizedClient;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
 pub use session::Session;
+pub use sessions::Sessions;
+pub use store::BlockingStore;
 
 /// An async HTTP client with nethealth-oidc's safety settings. Cheap to clone.
 #[derive(Debug, Clone)]

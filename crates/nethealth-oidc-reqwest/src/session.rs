@@ -10,7 +10,7 @@ use nethealth_oidc_core::lifecycle::{GrantKind, Lifecycle, TokenSet};
 use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, State};
-use nethealth_oidc_core::store::SessionOptions;
+use nethealth_oidc_core::store::{AsyncTokenStore, SessionOptions};
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
 use nethealth_oidc_core::{Endpoint, Error, GrantedScopes, UnixTime};
@@ -48,6 +48,8 @@ struct Inner {
     /// A renewed set whose storing failed: stored again before anything is handed out.
     unsaved: Mutex<Option<TokenSet>>,
     options: SessionOptions,
+    /// Where the set is kept: `options.async_store`, else `options.store` on the blocking pool.
+    store: Arc<dyn AsyncTokenStore>,
 }
 
 impl fmt::Debug for Session {
@@ -79,8 +81,7 @@ impl Client {
 
     /// The session kept in `options.store` by an earlier run, if any.
     pub async fn resume(&self, options: SessionOptions) -> Result<Option<Session>, Error> {
-        let store = Arc::clone(&options.store);
-        let Some(set) = blocking(move || store.load()).await?? else {
+        let Some(set) = crate::store::async_store(&options).load().await? else {
             return Ok(None);
         };
         if set
@@ -118,15 +119,6 @@ impl Client {
     }
 }
 
-/// Runs store I/O off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        Error::Store(nethealth_oidc_core::store::StoreError::Other(format!(
-            "the store task failed: {e}"
-        )))
-    })
-}
-
 impl Session {
     async fn start(
         client: Client,
@@ -135,10 +127,9 @@ impl Session {
         options: SessionOptions,
         save: bool,
     ) -> Result<Session, Error> {
+        let store = crate::store::async_store(&options);
         if save {
-            let store = Arc::clone(&options.store);
-            let to_save = set.clone();
-            blocking(move || store.save(&to_save)).await??;
+            store.save(&set).await?;
         }
         let now = client.provider().clock().now();
         let lifecycle = Lifecycle::new(set, kind, options.lifecycle, now);
@@ -151,6 +142,7 @@ impl Session {
                 inflight: Mutex::new(None),
                 unsaved: Mutex::new(None),
                 options,
+                store,
             }),
         };
         if save {
@@ -228,8 +220,7 @@ impl Session {
                     .await?
             }
         }
-        let store = Arc::clone(&self.inner.options.store);
-        blocking(move || store.clear()).await??;
+        self.inner.store.clear().await?;
         *lock(&self.inner.unsaved) = None;
         let mut lc = lock(&self.inner.lifecycle);
         lc.end("the session was revoked: the user must log in again");
@@ -305,8 +296,7 @@ impl Session {
             self.persist_and_install(set).await?;
         }
         // Across processes: hold the store's lock and re-read it; another process may have renewed already.
-        let store = Arc::clone(&self.inner.options.store);
-        let _store_lock = blocking(move || store.lock()).await??;
+        let _store_lock = self.inner.store.lock().await?;
         self.adopt_stored().await?;
         for attempt in 0..2 {
             let now = self.now();
@@ -380,9 +370,7 @@ impl Session {
     /// Stores `set`, then installs it: a rotated refresh token is never handed out before it is stored. If
     /// storing fails, the set is kept aside (and stored before anything else next time) and the error returned.
     async fn persist_and_install(&self, set: TokenSet) -> Result<(), Error> {
-        let store = Arc::clone(&self.inner.options.store);
-        let to_save = set.clone();
-        match blocking(move || store.save(&to_save)).await? {
+        match self.inner.store.save(&set).await {
             Ok(()) => {
                 lock(&self.inner.lifecycle).install(self.now(), set.clone());
                 self.fire_hooks(&set);
@@ -398,8 +386,7 @@ impl Session {
 
     /// Adopts the stored set if another process renewed it; returns whether it did.
     async fn adopt_stored(&self) -> Result<bool, Error> {
-        let store = Arc::clone(&self.inner.options.store);
-        let Some(stored) = blocking(move || store.load()).await?? else {
+        let Some(stored) = self.inner.store.load().await? else {
             return Ok(false);
         };
         let adopted = lock(&self.inner.lifecycle).handle_stored(stored);

@@ -1,6 +1,10 @@
 //! [`KeyringStore`]: the token set in the operating system's credential store.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use nethealth_oidc_core::store::{KeyedTokenStore, SessionKey};
 
 use crate::{StoreError, TokenSet, TokenStore, file};
 
@@ -83,6 +87,81 @@ impl TokenStore for KeyringStore {
     }
 }
 
+/// Makes the keyring entry for a service and a user (the default is `keyring::Entry::new`).
+type EntryFactory = dyn Fn(&str, &str) -> Result<keyring::Entry, keyring::Error> + Send + Sync;
+
+/// Many users' token sets in the OS credential store: one entry per [`SessionKey`], under one `service`, whose user
+/// name is the key's hex SHA-256 (the key itself, a session id perhaps, is never written). Each entry behaves as a
+/// [`KeyringStore`]; like it, there is no cross-process lock.
+pub struct KeyringKeyedStore {
+    service: String,
+    make: Box<EntryFactory>,
+    entries: Mutex<HashMap<String, Arc<KeyringStore>>>,
+}
+
+impl std::fmt::Debug for KeyringKeyedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyringKeyedStore")
+            .field("service", &self.service)
+            .field("open_entries", &self.entries().len())
+            .finish()
+    }
+}
+
+impl KeyringKeyedStore {
+    /// The entries of `service` (for example your application's name).
+    pub fn new(service: impl Into<String>) -> Self {
+        KeyringKeyedStore::with_entries(service, keyring::Entry::new)
+    }
+
+    /// Entries made by `make(service, user)` (for another keyring target, or mock credentials in tests).
+    pub fn with_entries(
+        service: impl Into<String>,
+        make: impl Fn(&str, &str) -> Result<keyring::Entry, keyring::Error> + Send + Sync + 'static,
+    ) -> Self {
+        KeyringKeyedStore {
+            service: service.into(),
+            make: Box::new(make),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<KeyringStore>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry of `key`, opened once and kept until the key is cleared.
+    fn entry(&self, key: &SessionKey) -> Result<Arc<KeyringStore>, StoreError> {
+        let user = key.digest_hex();
+        let mut entries = self.entries();
+        if let Some(entry) = entries.get(&user) {
+            return Ok(Arc::clone(entry));
+        }
+        let name = format!("{}/{user}", self.service);
+        let entry = (self.make)(&self.service, &user)
+            .map_err(|e| error("open", &PathBuf::from(format!("keyring:{name}")), &e))?;
+        let store = Arc::new(KeyringStore::with_entry(entry, &name));
+        entries.insert(user, Arc::clone(&store));
+        Ok(store)
+    }
+}
+
+impl KeyedTokenStore for KeyringKeyedStore {
+    fn load(&self, key: &SessionKey) -> Result<Option<TokenSet>, StoreError> {
+        self.entry(key)?.load()
+    }
+
+    fn save(&self, key: &SessionKey, set: &TokenSet) -> Result<(), StoreError> {
+        self.entry(key)?.save(set)
+    }
+
+    fn clear(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.entry(key)?.clear()?;
+        self.entries().remove(&key.digest_hex());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +221,45 @@ mod tests {
             Err(StoreError::Corrupt { .. })
         ));
         assert!(!format!("{store:?}").contains("a1"));
+    }
+
+    #[test]
+    fn keyed_entries_are_apart_and_named_by_digest() {
+        let names = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&names);
+        let store = KeyringKeyedStore::with_entries("nethealth-test", move |service, user| {
+            seen.lock().unwrap().push(format!("{service}/{user}"));
+            Ok(keyring::Entry::new_with_credential(Box::new(
+                keyring::mock::MockCredential::default(),
+            )))
+        });
+        let (a, b) = (SessionKey::new("../../etc/passwd"), SessionKey::new("bob"));
+        store.save(&a, &set("token-a")).unwrap();
+        store.save(&b, &set("token-b")).unwrap();
+        let load = |k| {
+            store
+                .load(k)
+                .unwrap()
+                .unwrap()
+                .access_token
+                .expose_secret()
+                .to_owned()
+        };
+        assert_eq!(load(&a), "token-a");
+        assert_eq!(load(&b), "token-b");
+        store.clear(&a).unwrap();
+        assert!(store.load(&a).unwrap().is_none());
+        assert_eq!(load(&b), "token-b");
+        let names = names.lock().unwrap();
+        assert!(
+            names.contains(&format!("nethealth-test/{}", a.digest_hex())),
+            "{names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains("passwd") && !n.contains("bob"))
+        );
+        assert!(!format!("{store:?}").contains("token"));
     }
 }

@@ -12,6 +12,10 @@
 //!
 //! - `KeyringStore` (feature `keyring`) keeps it in the OS credential store.
 //!
+//! For a service with many users, the keyed stores keep one set per [`SessionKey`]: [`MemoryKeyedStore`],
+//! [`KeyedFileStore`] (one file per key in a 0700 folder, named by the key's SHA-256, never by the key) and
+//! `KeyringKeyedStore` (feature `keyring`).
+//!
 //! The sessions in `nethealth-oidc-reqwest` and `nethealth-oidc-ureq` persist a rotated refresh token **before**
 //! they hand out the new access token; if [`TokenStore::save`] fails, the caller gets the error and the stored set
 //! is still the old one.
@@ -22,11 +26,14 @@ pub use nethealth_oidc_core::lifecycle::TokenSet;
 pub use nethealth_oidc_core::store::{MemoryStore, StoreError, StoreGuard, TokenStore};
 
 mod file;
+mod keyed;
 #[cfg(feature = "keyring")]
 mod keyring_store;
 
+pub use keyed::KeyedFileStore;
 #[cfg(feature = "keyring")]
-pub use keyring_store::KeyringStore;
+pub use keyring_store::{KeyringKeyedStore, KeyringStore};
+pub use nethealth_oidc_core::store::{KeyedTokenStore, MemoryKeyedStore, SessionKey};
 
 /// The system clock, as the transports read it: Unix seconds from [`std::time::SystemTime`]. (The core never reads
 /// a clock; this crate holds what touches the operating system.)

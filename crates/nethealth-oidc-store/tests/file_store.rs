@@ -173,3 +173,81 @@ fn memory_store_round_trips() {
     store.clear().unwrap();
     assert!(store.load().unwrap().is_none());
 }
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_keyed_file_store_keeps_one_private_file_per_key_named_by_digest() {
+    use nethealth_oidc_store::{KeyedFileStore, KeyedTokenStore, SessionKey};
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("sessions");
+    let store = KeyedFileStore::open(&dir).unwrap();
+    #[cfg(unix)]
+    assert_eq!(mode(&dir), 0o700);
+
+    let evil = SessionKey::new("../../escape");
+    let bob = SessionKey::new("bob");
+    store.save(&evil, &set("a-evil", "r-evil")).unwrap();
+    store.save(&bob, &set("a-bob", "r-bob")).unwrap();
+    assert_eq!(
+        store
+            .load(&evil)
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "a-evil"
+    );
+    assert_eq!(refresh_of(&store.entry(&bob)), "r-bob");
+    assert!(
+        !parent.path().join("escape").exists(),
+        "a key is never a path"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.contains(&format!("{}.json", evil.digest_hex())),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("bob") && !n.contains("escape"))
+    );
+    #[cfg(unix)]
+    assert_eq!(mode(&store.path_of(&bob)), 0o600);
+
+    let guard = store.lock(&bob).unwrap();
+    drop(guard);
+    store.clear(&evil).unwrap();
+    assert!(store.load(&evil).unwrap().is_none());
+    store.clear(&evil).unwrap();
+    assert_eq!(refresh_of(&store.entry(&bob)), "r-bob");
+
+    // A corrupt file of one key is reported for that key only, and never overwritten.
+    std::fs::write(store.path_of(&bob), b"{\"format\":").unwrap();
+    assert!(matches!(store.load(&bob), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        store.save(&bob, &set("a2", "r2")),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(store.load(&evil).unwrap().is_none());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_keyed_file_store_refuses_a_folder_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let error = nethealth_oidc_store::KeyedFileStore::open(&dir).unwrap_err();
+    assert!(error.to_string().contains("chmod 700"), "{error}");
+}

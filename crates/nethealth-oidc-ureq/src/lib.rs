@@ -25,14 +25,17 @@ use nethealth_oidc_core::{Endpoint, TransportError};
 pub use ureq;
 
 mod authorized;
+mod callback;
 mod management;
 mod provider;
 mod session;
+mod sessions;
 
 pub use authorized::AuthorizedClient;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
 pub use session::Session;
+pub use sessions::Sessions;
 
 /// A blocking HTTP client with nethealth-oidc's safety settings. Cheap to clone.
 #[derive(Debug, Clone)]

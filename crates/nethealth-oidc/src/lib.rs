@@ -8,11 +8,14 @@
 //!   async runtime.
 //! - [`core`] is the sans-IO protocol core, for libraries that bring their own HTTP client.
 //! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`], and `KeyringStore` with the `keyring` feature.
+//! - Many users (a web service): [`Sessions`] over a [`KeyedTokenStore`] ([`MemoryKeyedStore`], [`KeyedFileStore`],
+//!   `KeyringKeyedStore`) or an [`AsyncKeyedTokenStore`], one session per [`SessionKey`].
 
 pub use nethealth_oidc_store::{FileStore, MemoryStore, StoreError, SystemClock, TokenStore};
+pub use nethealth_oidc_store::{KeyedFileStore, KeyedTokenStore, MemoryKeyedStore, SessionKey};
 
 #[cfg(feature = "keyring")]
-pub use nethealth_oidc_store::KeyringStore;
+pub use nethealth_oidc_store::{KeyringKeyedStore, KeyringStore};
 pub use oidc_core as core;
 pub use oidc_core::authorize::{AuthorizationRequest, PendingLogin, Pkce, Prompt};
 pub use oidc_core::context::{ClientOptions, Grant};
@@ -23,13 +26,15 @@ pub use oidc_core::registration::{
 };
 pub use oidc_core::retry::{RetryPolicy, TransportConfig};
 pub use oidc_core::secret::{AccessToken, ClientSecret, RefreshToken};
-pub use oidc_core::store::{SessionOptions, TokenHook};
+pub use oidc_core::store::{AsyncKeyedTokenStore, AsyncTokenStore, SessionOptions, TokenHook};
 pub use oidc_core::{
     ClientConfig, Error, GrantedScopes, ManualClock, Scopes, TokenAuthMethod, UnixTime,
 };
 
 #[cfg(feature = "async")]
-pub use nethealth_oidc_reqwest::{AuthorizedClient, Client, HttpClient, Provider, Session};
+pub use nethealth_oidc_reqwest::{
+    AuthorizedClient, BlockingStore, Client, HttpClient, Provider, Session, Sessions,
+};
 
 /// The `reqwest` crate the async API is built with. Use it for [`Session::authorized`] and
 /// [`HttpClient::from_builder`], so that the application does not add a second copy of a different version (whose
@@ -40,7 +45,9 @@ pub use nethealth_oidc_reqwest::reqwest;
 /// The blocking API: the same names as the crate root, over ureq, with no async runtime.
 #[cfg(feature = "blocking")]
 pub mod blocking {
-    pub use nethealth_oidc_ureq::{AuthorizedClient, Client, HttpClient, Provider, Session};
+    pub use nethealth_oidc_ureq::{
+        AuthorizedClient, Client, HttpClient, Provider, Session, Sessions,
+    };
 
     /// The `ureq` crate the blocking API is built with. Use it for [`Session::authorized`], so that the
     /// application does not add a second copy of a different version (whose `ureq::Agent` would not be the type

@@ -1,0 +1,85 @@
+//! [`BlockingStore`]: a sync store ([`TokenStore`], [`KeyedTokenStore`]) run on tokio's blocking pool, so that the
+//! async session and [`Sessions`](crate::Sessions) await every store the same way.
+
+use std::sync::Arc;
+
+use nethealth_oidc_core::lifecycle::TokenSet;
+use nethealth_oidc_core::store::{
+    AsyncKeyedTokenStore, AsyncTokenStore, KeyedTokenStore, SessionKey, SessionOptions, StoreError,
+    StoreGuard, TokenStore,
+};
+
+/// A sync store as an async one: each call runs on tokio's blocking pool, off the runtime's threads. The async
+/// session wraps [`SessionOptions::store`] in one unless [`SessionOptions::async_store`] is set.
+#[derive(Debug)]
+pub struct BlockingStore<S: ?Sized>(Arc<S>);
+
+impl<S: ?Sized> BlockingStore<S> {
+    /// Runs `store` on the blocking pool.
+    pub fn new(store: Arc<S>) -> Self {
+        BlockingStore(store)
+    }
+}
+
+/// The store the async session uses for `options`.
+pub(crate) fn async_store(options: &SessionOptions) -> Arc<dyn AsyncTokenStore> {
+    match &options.async_store {
+        Some(store) => Arc::clone(store),
+        None => Arc::new(BlockingStore::new(Arc::clone(&options.store))),
+    }
+}
+
+/// Runs store I/O off the async threads; a task that fails is a store error.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Other(format!("the store task failed: {e}")))?
+}
+
+#[async_trait::async_trait]
+impl<S: TokenStore + ?Sized + 'static> AsyncTokenStore for BlockingStore<S> {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        let store = Arc::clone(&self.0);
+        blocking(move || store.load()).await
+    }
+
+    async fn save(&self, set: &TokenSet) -> Result<(), StoreError> {
+        let (store, set) = (Arc::clone(&self.0), set.clone());
+        blocking(move || store.save(&set)).await
+    }
+
+    async fn clear(&self) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.0);
+        blocking(move || store.clear()).await
+    }
+
+    async fn lock(&self) -> Result<StoreGuard, StoreError> {
+        let store = Arc::clone(&self.0);
+        blocking(move || store.lock()).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: KeyedTokenStore + ?Sized + 'static> AsyncKeyedTokenStore for BlockingStore<S> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<TokenSet>, StoreError> {
+        let (store, key) = (Arc::clone(&self.0), key.clone());
+        blocking(move || store.load(&key)).await
+    }
+
+    async fn save(&self, key: &SessionKey, set: &TokenSet) -> Result<(), StoreError> {
+        let (store, key, set) = (Arc::clone(&self.0), key.clone(), set.clone());
+        blocking(move || store.save(&key, &set)).await
+    }
+
+    async fn clear(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let (store, key) = (Arc::clone(&self.0), key.clone());
+        blocking(move || store.clear(&key)).await
+    }
+
+    async fn lock(&self, key: &SessionKey) -> Result<StoreGuard, StoreError> {
+        let (store, key) = (Arc::clone(&self.0), key.clone());
+        blocking(move || store.lock(&key)).await
+    }
+}

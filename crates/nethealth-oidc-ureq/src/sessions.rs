@@ -1,0 +1,144 @@
+//! [`Sessions`]: many users' sessions of one [`Client`], each under its [`SessionKey`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use nethealth_oidc_core::Error;
+use nethealth_oidc_core::context::Grant;
+use nethealth_oidc_core::store::{
+    KeyedEntry, KeyedTokenStore, SessionCache, SessionKey, SessionOptions,
+};
+
+use crate::{Client, Session};
+
+/// Every user's session of one [`Client`], each under a caller-chosen [`SessionKey`] (a random session id kept in
+/// a cookie, a user id, a tenant id), all stored in one keyed store. `Clone + Send + Sync`: share it between
+/// threads. The provider's discovery and keys are shared; nothing is fetched per user.
+///
+/// [`get`](Self::get) answers from a cache of live sessions (a read lock and a hash lookup), else loads the key's
+/// stored set, once, however many threads ask for it at the same time. Each cached [`Session`] renews on its own,
+/// single-flight. The cache holds at most [`capacity`](Self::capacity) sessions (default 10,000); past that, the
+/// sessions not used since the previous sweep are dropped from it (their tokens stay in the store).
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    store: Arc<dyn KeyedTokenStore>,
+    options: SessionOptions,
+    cache: SessionCache<Session, Mutex<()>>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("store", &self.inner.store)
+            .field("cache", &self.inner.cache)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Every user's session, kept in `store`. `options` applies to each session; its `store` is replaced by the
+    /// key's entry of `store`.
+    pub fn sessions(&self, store: Arc<dyn KeyedTokenStore>, options: SessionOptions) -> Sessions {
+        Sessions::build(
+            self.clone(),
+            store,
+            options,
+            SessionCache::<(), ()>::DEFAULT_CAPACITY,
+        )
+    }
+}
+
+impl Sessions {
+    fn build(
+        client: Client,
+        store: Arc<dyn KeyedTokenStore>,
+        options: SessionOptions,
+        capacity: usize,
+    ) -> Sessions {
+        Sessions {
+            inner: Arc::new(Inner {
+                client,
+                store,
+                options,
+                cache: SessionCache::new(capacity),
+            }),
+        }
+    }
+
+    /// The same sessions with a cache of at most `capacity` live sessions (an empty one: call this before use).
+    pub fn with_capacity(self, capacity: usize) -> Sessions {
+        let inner = &self.inner;
+        Sessions::build(
+            inner.client.clone(),
+            Arc::clone(&inner.store),
+            inner.options.clone(),
+            capacity,
+        )
+    }
+
+    /// The most live sessions cached.
+    pub fn capacity(&self) -> usize {
+        self.inner.cache.capacity()
+    }
+
+    /// How many sessions are cached now.
+    pub fn cached(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The session of `key`: the cached one, else the one stored under `key` (loaded once for all concurrent
+    /// callers), else `None`: that user must log in. A session whose refresh token was refused stays cached and
+    /// answers [`Error::LoginRequired`]: [`remove`](Self::remove) it, then send the user to log in.
+    pub fn get(&self, key: &SessionKey) -> Result<Option<Session>, Error> {
+        if let Some(session) = self.inner.cache.get(key) {
+            return Ok(Some(session));
+        }
+        let slot = self.inner.cache.slot(key);
+        let _loading = slot.loading().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(session) = slot.value() {
+            return Ok(Some(session.clone()));
+        }
+        match self.inner.client.resume(self.options_for(key)) {
+            Ok(Some(session)) => Ok(Some(slot.set(session).clone())),
+            other => {
+                self.inner.cache.remove_empty(key, &slot);
+                other
+            }
+        }
+    }
+
+    /// Starts the session of `key` from a finished login (replacing any session of `key`); the set is stored
+    /// first.
+    pub fn insert(&self, key: &SessionKey, grant: Grant) -> Result<Session, Error> {
+        let session = self.inner.client.session(grant, self.options_for(key))?;
+        self.inner.cache.insert(key, session.clone());
+        Ok(session)
+    }
+
+    /// Forgets the session of `key`: out of the cache, and its stored set cleared. It does not revoke the tokens
+    /// (call [`Session::revoke`] first for that).
+    pub fn remove(&self, key: &SessionKey) -> Result<(), Error> {
+        self.inner.cache.remove(key);
+        Ok(self.inner.store.clear(key)?)
+    }
+
+    /// Drops the session of `key` from the cache only; its tokens stay stored.
+    pub fn evict(&self, key: &SessionKey) {
+        self.inner.cache.remove(key);
+    }
+
+    fn options_for(&self, key: &SessionKey) -> SessionOptions {
+        let entry = KeyedEntry::new(Arc::clone(&self.inner.store), key.clone());
+        self.inner.options.clone().with_store(Arc::new(entry))
+    }
+}
