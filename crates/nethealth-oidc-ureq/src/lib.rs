@@ -25,10 +25,12 @@ use nethealth_oidc_core::{Endpoint, TransportError};
 pub use ureq;
 
 mod authorized;
+mod device;
 mod provider;
 mod session;
 
 pub use authorized::AuthorizedClient;
+pub use device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
 pub use session::Session;

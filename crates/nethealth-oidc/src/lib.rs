@@ -33,5 +33,7 @@ pub use nethealth_oidc_reqwest::{AuthorizedClient, Client, HttpClient, Provider,
 /// The blocking API: the same names as the crate root, over ureq, with no async runtime.
 #[cfg(feature = "blocking")]
 pub mod blocking {
-    pub use nethealth_oidc_ureq::{AuthorizedClient, Client, HttpClient, Provider, Session};
+    pub use nethealth_oidc_ureq::{
+        AuthorizedClient, Client, DeviceStep, HttpClient, Provider, Session,
+    };
 }
