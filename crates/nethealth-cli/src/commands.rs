@@ -56,8 +56,12 @@ fn register(dir: &Path, mut config: Config, name: &str, args: RegisterArgs) -> R
         .iter()
         .map(|r| parse_url(r, "the redirect URI"))
         .collect::<Result<Vec<_>, _>>()?;
-    let metadata = ClientMetadata::new(&args.name, uris).with_scope(&args.scope);
+    let mut metadata = ClientMetadata::new(&args.name, uris).with_scope(&args.scope);
     let registered = if provider.metadata().registration_endpoint.is_some() {
+        // A native app (RFC 8252): the provider then accepts its loopback redirect URI on any port.
+        metadata
+            .extra
+            .insert("application_type".into(), "native".into());
         provider.register(&metadata, None)?
     } else {
         provider.register_net_health(&NetHealthRegistration::default(), &metadata, None)?

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nethealth_oidc::blocking::{Client, DeviceStep};
-use nethealth_oidc::{Grant, Scopes};
+use nethealth_oidc::{Grant, Prompt, Scopes};
 use url::Url;
 
 use crate::fail::Failure;
@@ -56,7 +56,12 @@ pub(crate) fn browser_login(
     timeout: Duration,
     stop: &AtomicBool,
 ) -> Result<Grant, Failure> {
-    let (auth_url, pending) = client.begin_login(scopes)?;
+    let mut request = client.login_request(scopes)?;
+    if scopes.contains("offline_access") {
+        // OpenID Connect Core §11: a refresh token for offline use needs `prompt=consent`.
+        request = request.prompt(Prompt::Consent);
+    }
+    let (auth_url, pending) = client.begin_login_with(request);
     crate::note(&format!(
         "Open this URL in a browser to log in:\n\n  {auth_url}\n"
     ));

@@ -452,3 +452,20 @@ fn help_documents_the_exit_codes() {
         assert!(stdout(&out).contains(line), "{line}");
     }
 }
+
+#[test]
+fn ctrl_c_stops_a_waiting_login_cleanly() {
+    let env = env();
+    env.register();
+    let (child, _url, rest) = env.start_login(&[]);
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let (out, err) = finish(child, rest);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped (Ctrl-C)"), "{err}");
+    assert!(!tokens_file(&env).exists(), "nothing was stored");
+}
