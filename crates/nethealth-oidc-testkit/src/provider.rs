@@ -157,8 +157,8 @@ pub(crate) fn authorize(shared: &Shared, req: &Req) -> Reply {
     };
     if !redirect_uri_registered(&client, &redirect_uri) {
         return error_page(
-            "The redirect_uri is not registered for this client (it must match exactly, except for the port of \
-             a loopback IP address)",
+            "The redirect_uri is not registered for this client (it must match exactly; a loopback IP URI \
+             registered without a port matches any port)",
         );
     }
     let client_state = params.single("state").ok().flatten().map(str::to_owned);
@@ -341,29 +341,30 @@ pub(crate) fn authorize(shared: &Shared, req: &Req) -> Reply {
     html(StatusCode::OK, page)
 }
 
-/// Whether `uri` is one of the client's redirect URIs: exactly, or (RFC 8252 §7.3, for native apps) a registered
-/// `http://127.0.0.1` or `http://[::1]` URI with another port.
+/// Whether `uri` is one of the client's redirect URIs: exactly, or (RFC 8252 §7.3, for native apps) on any port
+/// when the client registered an `http://127.0.0.1` or `http://[::1]` URI without a port. A registered URI with
+/// a port still matches only exactly.
 fn redirect_uri_registered(client: &ClientSpec, uri: &str) -> bool {
     if client.redirect_uris.iter().any(|r| r == uri) {
         return true;
     }
-    let without_port = |text: &str| {
-        let mut url = url::Url::parse(text).ok()?;
-        let loopback_ip = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-            || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
-        if url.scheme() != "http" || !loopback_ip {
-            return None;
-        }
-        url.set_port(None).ok()?;
-        Some(url)
+    let loopback_ip = |url: &url::Url| {
+        url.scheme() == "http"
+            && match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                _ => false,
+            }
     };
-    let Some(asked) = without_port(uri) else {
+    let Ok(mut asked) = url::Url::parse(uri) else {
         return false;
     };
-    client
-        .redirect_uris
-        .iter()
-        .any(|r| without_port(r).is_some_and(|r| r == asked))
+    if !loopback_ip(&asked) || asked.set_port(None).is_err() {
+        return false;
+    }
+    client.redirect_uris.iter().any(|r| {
+        url::Url::parse(r).is_ok_and(|r| loopback_ip(&r) && r.port().is_none() && r == asked)
+    })
 }
 
 fn issue_code(state: &mut State, mut grant: CodeGrant) -> String {
