@@ -145,6 +145,20 @@ pub enum DevicePoll {
     Expired,
 }
 
+/// What one poll of a transport's `Client::poll_device_login` came to: [`DevicePoll`] with the grant checked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DeviceStep {
+    /// The user approved: the checked grant.
+    Granted(Box<Grant>),
+    /// Not yet (`authorization_pending` or `slow_down`): sleep until [`DeviceFlow::poll_at`] and poll again.
+    Waiting,
+    /// The user refused (`access_denied`).
+    Denied,
+    /// The codes expired before the user answered: start again.
+    Expired,
+}
+
 /// A device login in progress: what to show the user, and when to poll.
 #[derive(Debug, Clone)]
 pub struct DeviceFlow {

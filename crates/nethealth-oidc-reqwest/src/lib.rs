@@ -25,10 +25,12 @@ use tracing::Instrument;
 pub use reqwest;
 
 mod authorized;
+mod device;
 mod provider;
 mod session;
 
 pub use authorized::AuthorizedClient;
+pub use nethealth_oidc_core::device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
 pub use session::Session;

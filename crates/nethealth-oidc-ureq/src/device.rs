@@ -1,25 +1,10 @@
 //! The device flow (RFC 8628) on [`Client`]: ask for a user code, then poll until the user answers elsewhere.
 
-use nethealth_oidc_core::context::Grant;
-use nethealth_oidc_core::device::{self, DeviceFlow, DevicePoll};
+use nethealth_oidc_core::device::{self, DeviceFlow, DevicePoll, DeviceStep};
 use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::{Endpoint, Error, Scopes};
 
 use crate::Client;
-
-/// What one [`Client::poll_device_login`] came to.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DeviceStep {
-    /// The user approved: the checked grant.
-    Granted(Box<Grant>),
-    /// Not yet (`authorization_pending` or `slow_down`): sleep until [`DeviceFlow::poll_at`] and poll again.
-    Waiting,
-    /// The user refused (`access_denied`).
-    Denied,
-    /// The codes expired before the user answered: start again.
-    Expired,
-}
 
 impl Client {
     /// Starts a device login for `scopes` (`openid` is added): show the user code and the verification URI of

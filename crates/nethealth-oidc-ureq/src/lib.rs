@@ -30,7 +30,7 @@ mod provider;
 mod session;
 
 pub use authorized::AuthorizedClient;
-pub use device::DeviceStep;
+pub use nethealth_oidc_core::device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
 pub use session::Session;

@@ -28,7 +28,9 @@ pub use oidc_core::{
 };
 
 #[cfg(feature = "async")]
-pub use nethealth_oidc_reqwest::{AuthorizedClient, Client, HttpClient, Provider, Session};
+pub use nethealth_oidc_reqwest::{
+    AuthorizedClient, Client, DeviceStep, HttpClient, Provider, Session,
+};
 
 /// The blocking API: the same names as the crate root, over ureq, with no async runtime.
 #[cfg(feature = "blocking")]
