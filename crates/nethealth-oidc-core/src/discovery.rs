@@ -117,6 +117,8 @@ pub struct ProviderMetadata {
     pub introspection_endpoint: Option<Url>,
     /// `end_session_endpoint` (RP-initiated logout).
     pub end_session_endpoint: Option<Url>,
+    /// `device_authorization_endpoint` (RFC 8628, the device flow).
+    pub device_authorization_endpoint: Option<Url>,
     /// `scopes_supported`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub scopes_supported: Vec<String>,
@@ -161,6 +163,10 @@ impl ProviderMetadata {
                 self.introspection_endpoint.as_ref(),
             ),
             ("end_session_endpoint", self.end_session_endpoint.as_ref()),
+            (
+                "device_authorization_endpoint",
+                self.device_authorization_endpoint.as_ref(),
+            ),
         ]
         .into_iter()
         .filter_map(|(field, url)| url.map(|u| (field, u)))

@@ -17,6 +17,7 @@
 //! | [`registration`] | Net Health `/api/Clients/Register`, RFC 7591 and RFC 7592 |
 //! | [`authorize`] | starting a login (PKCE, `state`, `nonce`) and checking its callback |
 //! | [`token`] | the token endpoint and client authentication |
+//! | [`device`] | the device flow (RFC 8628) for machines without a browser |
 //! | [`scope`] | granted and refused scopes |
 //! | [`id_token`] | ID-token validation |
 //! | [`userinfo`], [`revocation`], [`introspection`], [`end_session`] | the other endpoints |
@@ -29,6 +30,7 @@
 pub mod authorize;
 pub mod client;
 pub mod context;
+pub mod device;
 pub mod discovery;
 pub mod end_session;
 pub mod error;

@@ -105,6 +105,10 @@ secret_type!(
     Nonce
 );
 secret_type!(
+    /// An RFC 8628 device code: whoever holds it can collect the tokens once the user approves.
+    DeviceCode
+);
+secret_type!(
     /// An RFC 7591 initial access token or RFC 7592 registration access token.
     RegistrationAccessToken
 );

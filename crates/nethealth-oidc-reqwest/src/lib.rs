@@ -26,6 +26,7 @@ pub use reqwest;
 
 mod authorized;
 mod callback;
+mod device;
 mod management;
 mod provider;
 mod session;
@@ -33,6 +34,7 @@ mod sessions;
 mod store;
 
 pub use authorized::AuthorizedClient;
+pub use nethealth_oidc_core::device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
 pub use session::Session;

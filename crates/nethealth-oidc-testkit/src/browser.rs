@@ -139,7 +139,37 @@ impl Browser {
                 message: page_error(&page).unwrap_or_else(|| snippet(&page)),
             });
         }
-        let form = Form::parse(&page).ok_or_else(|| LoginError::Unexpected {
+        let (action, fields) = self.fill(auth_url, status, &page, consent)?;
+        let mut response = self
+            .agent
+            .post(action.as_str())
+            .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        if let Some(location) = location(&response) {
+            return Ok(location);
+        }
+        let page = response.body_mut().read_to_string().map_err(transport)?;
+        match (status, page_error(&page)) {
+            (200, Some(message)) => Err(LoginError::Refused(message)),
+            (_, Some(message)) => Err(LoginError::ErrorPage { status, message }),
+            (_, None) => Err(LoginError::Unexpected {
+                status,
+                detail: snippet(&page),
+            }),
+        }
+    }
+
+    /// Fills in the login and consent form of `page` (fetched from `page_url`) as `consent` says: the URL to post
+    /// to and the fields.
+    fn fill(
+        &self,
+        page_url: &str,
+        status: u16,
+        page: &str,
+        consent: &Consent,
+    ) -> Result<(url::Url, Vec<(String, String)>), LoginError> {
+        let form = Form::parse(page).ok_or_else(|| LoginError::Unexpected {
             status,
             detail: "the page has no login form".into(),
         })?;
@@ -172,23 +202,43 @@ impl Browser {
             fields.push(("RememberConsent".into(), "true".into()));
         }
         fields.push(("button".into(), button.into()));
-        let action = url::Url::parse(auth_url)
+        let action = url::Url::parse(page_url)
             .and_then(|base| base.join(&form.action))
             .map_err(|e| LoginError::Unexpected {
                 status,
                 detail: format!("the form's action is not a URL: {e}"),
             })?;
+        Ok((action, fields))
+    }
+
+    /// Answers a device login (RFC 8628) as the user would on their phone: opens `verification_url` (the
+    /// `verification_uri_complete` the device shows, or the `verification_uri` with `?user_code=...`), logs in and
+    /// answers the consent page as `consent` says. Returns once the site says the device may go on.
+    pub fn approve_device(
+        &self,
+        verification_url: &str,
+        consent: &Consent,
+    ) -> Result<(), LoginError> {
+        let transport = |e: ureq::Error| LoginError::Transport(e.to_string());
+        let mut response = self.agent.get(verification_url).call().map_err(transport)?;
+        let status = response.status().as_u16();
+        let page = response.body_mut().read_to_string().map_err(transport)?;
+        if status != 200 {
+            return Err(LoginError::ErrorPage {
+                status,
+                message: page_error(&page).unwrap_or_else(|| snippet(&page)),
+            });
+        }
+        let (action, fields) = self.fill(verification_url, status, &page, consent)?;
         let mut response = self
             .agent
             .post(action.as_str())
             .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(transport)?;
         let status = response.status().as_u16();
-        if let Some(location) = location(&response) {
-            return Ok(location);
-        }
         let page = response.body_mut().read_to_string().map_err(transport)?;
         match (status, page_error(&page)) {
+            (200, None) if page.contains("device-done") => Ok(()),
             (200, Some(message)) => Err(LoginError::Refused(message)),
             (_, Some(message)) => Err(LoginError::ErrorPage { status, message }),
             (_, None) => Err(LoginError::Unexpected {

@@ -52,7 +52,9 @@
 //! login and consent page), `/connect/consent` (where that page posts), `/connect/token` (`authorization_code`,
 //! `refresh_token`, `client_credentials`; client authentication `client_secret_basic` with form-urlencoded
 //! credentials, `client_secret_post`, or none for public clients), `/connect/userinfo`, `/connect/revocation`
-//! (RFC 7009), `/connect/introspect` (RFC 7662), `/connect/endsession`, and, when
+//! (RFC 7009), `/connect/introspect` (RFC 7662), `/connect/endsession`, the device flow (RFC 8628:
+//! `/connect/deviceauthorization`, the `/connect/device` page, which [`Browser::approve_device`] answers, and the
+//! `urn:ietf:params:oauth:grant-type:device_code` grant), and, when
 //! [enabled](TestKitBuilder::dynamic_registration), RFC 7591 `/connect/register`.
 //!
 //! At the site root: Net Health's `/api/Clients/Register` (also under the issuer path), which takes RFC 7591
@@ -90,6 +92,7 @@
 //! | [`rotate_keys_unpublished`](TestKit::rotate_keys_unpublished) | a new key signs, but the JWKS shows it only after [`publish_keys`](TestKit::publish_keys) or the next rotation |
 //! | [`retire_old_keys`](TestKit::retire_old_keys) | the JWKS keeps only the signing key |
 //! | [`set_access_token_lifetime`](TestKit::set_access_token_lifetime), [`set_refresh_token_lifetime`](TestKit::set_refresh_token_lifetime), [`set_id_token_lifetime`](TestKit::set_id_token_lifetime), [`set_code_lifetime`](TestKit::set_code_lifetime) | short lifetimes (for what is issued next) |
+//! | [`set_device_interval`](TestKit::set_device_interval) | the device flow's polling interval |
 //! | [`advance_clock`](TestKit::advance_clock) | moves the site's clock forward: what was issued expires without sleeping |
 //! | [`fail_next`](TestKit::fail_next)`(endpoint, n, fault)` | the next `n` answers of `endpoint` carry a [`Fault`]: a 5xx, a 429 with `Retry-After`, a delay, a malformed, truncated or huge (streamed) body |
 //! | [`fail_always`](TestKit::fail_always), [`clear_faults`](TestKit::clear_faults) | a standing fault, and back to normal |
@@ -113,6 +116,7 @@
 
 mod api;
 mod browser;
+mod device;
 mod keys;
 mod model;
 mod pages;
@@ -581,6 +585,11 @@ impl TestKit {
     /// Lifetime of authorization codes issued from now on.
     pub fn set_code_lifetime(&self, lifetime: Duration) {
         self.shared.lock().lifetimes.code = lifetime;
+    }
+
+    /// The polling interval handed to devices from now on (RFC 8628; default 5 s, whole seconds, at least 1).
+    pub fn set_device_interval(&self, interval: Duration) {
+        self.shared.lock().device_interval = interval.as_secs().max(1);
     }
 
     /// Moves the site's clock forward: tokens and codes expire as if `by` had passed. Tokens issued afterwards

@@ -294,11 +294,15 @@ pub enum Endpoint {
     DynamicRegistration,
     /// The sample resource API, `/api/patients`.
     Api,
+    /// RFC 8628 `/connect/deviceauthorization`: a device asks for a user code.
+    DeviceAuthorization,
+    /// `/connect/device`: the page where the user enters the code, logs in and approves (or denies).
+    Device,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::Authorize,
@@ -311,6 +315,8 @@ impl Endpoint {
         Endpoint::Register,
         Endpoint::DynamicRegistration,
         Endpoint::Api,
+        Endpoint::DeviceAuthorization,
+        Endpoint::Device,
     ];
 
     /// The path as the transcript shows it: relative to the issuer for the provider's endpoints, from the site root
@@ -329,6 +335,8 @@ impl Endpoint {
             Endpoint::Register => "/api/Clients/Register",
             Endpoint::DynamicRegistration => "/connect/register",
             Endpoint::Api => "/api/patients",
+            Endpoint::DeviceAuthorization => "/connect/deviceauthorization",
+            Endpoint::Device => "/connect/device",
         }
     }
 

@@ -52,7 +52,10 @@ pub(crate) fn discovery(shared: &Shared, req: &Req) -> Reply {
         ],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "grant_types_supported": [
+            "authorization_code", "client_credentials", "refresh_token", crate::device::DEVICE_CODE_GRANT
+        ],
+        "device_authorization_endpoint": cfg.url(Endpoint::DeviceAuthorization),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["plain", "S256"],
@@ -121,7 +124,7 @@ fn callback_url(
     Ok(url.to_string())
 }
 
-fn error_page(message: &str) -> Reply {
+pub(crate) fn error_page(message: &str) -> Reply {
     html(StatusCode::BAD_REQUEST, pages::error_page(message))
 }
 
@@ -152,9 +155,10 @@ pub(crate) fn authorize(shared: &Shared, req: &Req) -> Reply {
         Ok(None) => return error_page("The redirect_uri parameter is missing"),
         Err(e) => return error_page(&e),
     };
-    if !client.redirect_uris.contains(&redirect_uri) {
+    if !redirect_uri_registered(&client, &redirect_uri) {
         return error_page(
-            "The redirect_uri is not registered for this client (it must match exactly)",
+            "The redirect_uri is not registered for this client (it must match exactly; a loopback IP URI \
+             registered without a port matches any port)",
         );
     }
     let client_state = params.single("state").ok().flatten().map(str::to_owned);
@@ -337,6 +341,32 @@ pub(crate) fn authorize(shared: &Shared, req: &Req) -> Reply {
     html(StatusCode::OK, page)
 }
 
+/// Whether `uri` is one of the client's redirect URIs: exactly, or (RFC 8252 §7.3, for native apps) on any port
+/// when the client registered an `http://127.0.0.1` or `http://[::1]` URI without a port. A registered URI with
+/// a port still matches only exactly.
+fn redirect_uri_registered(client: &ClientSpec, uri: &str) -> bool {
+    if client.redirect_uris.iter().any(|r| r == uri) {
+        return true;
+    }
+    let loopback_ip = |url: &url::Url| {
+        url.scheme() == "http"
+            && match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                _ => false,
+            }
+    };
+    let Ok(mut asked) = url::Url::parse(uri) else {
+        return false;
+    };
+    if !loopback_ip(&asked) || asked.set_port(None).is_err() {
+        return false;
+    }
+    client.redirect_uris.iter().any(|r| {
+        url::Url::parse(r).is_ok_and(|r| loopback_ip(&r) && r.port().is_none() && r == asked)
+    })
+}
+
 fn issue_code(state: &mut State, mut grant: CodeGrant) -> String {
     let now = state.now();
     state
@@ -490,7 +520,7 @@ fn form_decode(part: &str) -> Option<String> {
 }
 
 /// Authenticates the client of a token, revocation or introspection request.
-fn authenticate_client(
+pub(crate) fn authenticate_client(
     cfg: &Config,
     state: &State,
     req: &Req,
@@ -562,7 +592,7 @@ fn authenticate_client(
 // ---------------------------------------------------------------------------------------------------------------
 // Tokens
 
-fn grant_error(code: &str, description: &str) -> Reply {
+pub(crate) fn grant_error(code: &str, description: &str) -> Reply {
     oauth_error(StatusCode::BAD_REQUEST, code, description)
 }
 
@@ -673,6 +703,9 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Reply {
         Some("authorization_code") => code_grant(cfg, &mut state, &client, &form),
         Some("refresh_token") => refresh_grant(cfg, &mut state, &client, &form),
         Some("client_credentials") => client_credentials_grant(cfg, &state, &client, &form),
+        Some(crate::device::DEVICE_CODE_GRANT) => {
+            crate::device::device_code_grant(cfg, &mut state, &client, &form)
+        }
         Some(_) => grant_error("unsupported_grant_type", "The grant type is not supported"),
         None => grant_error("invalid_request", "The grant_type parameter is missing"),
     }
@@ -737,7 +770,29 @@ fn code_grant(cfg: &Config, state: &mut State, client: &ClientSpec, form: &Param
     let Some(user) = state.user_by_sub(&grant.sub).cloned() else {
         return grant_error("invalid_grant", "The user no longer exists");
     };
-    let refresh = grant.scopes.iter().any(|s| s == "offline_access").then(|| {
+    issue_tokens(
+        cfg,
+        state,
+        client,
+        &user,
+        &grant.scopes,
+        grant.nonce.as_deref(),
+        grant.auth_time,
+    )
+}
+
+/// The tokens of a user's grant (a code exchange or an approved device code): an access token, an ID token when
+/// `openid` was granted, and a refresh token when `offline_access` was.
+pub(crate) fn issue_tokens(
+    cfg: &Config,
+    state: &mut State,
+    client: &ClientSpec,
+    user: &User,
+    scopes: &[String],
+    nonce: Option<&str>,
+    auth_time: u64,
+) -> Reply {
+    let refresh = scopes.iter().any(|s| s == "offline_access").then(|| {
         let handle = random_handle();
         let now = state.now();
         state.refresh_tokens.insert(
@@ -745,8 +800,8 @@ fn code_grant(cfg: &Config, state: &mut State, client: &ClientSpec, form: &Param
             RefreshGrant {
                 client_id: client.client_id.clone(),
                 sub: user.sub.clone(),
-                scopes: grant.scopes.clone(),
-                auth_time: grant.auth_time,
+                scopes: scopes.to_vec(),
+                auth_time,
                 created: now,
                 lifetime: state.lifetimes.refresh.as_secs(),
             },
@@ -758,28 +813,20 @@ fn code_grant(cfg: &Config, state: &mut State, client: &ClientSpec, form: &Param
         state,
         &client.client_id,
         Some(&user.sub),
-        &grant.scopes,
-        Some(grant.auth_time),
+        scopes,
+        Some(auth_time),
     ) else {
         return server_error();
     };
-    let id = if grant.scopes.iter().any(|s| s == "openid") {
-        match id_token(
-            cfg,
-            state,
-            &client.client_id,
-            &user,
-            grant.nonce.as_deref(),
-            grant.auth_time,
-            &at,
-        ) {
+    let id = if scopes.iter().any(|s| s == "openid") {
+        match id_token(cfg, state, &client.client_id, user, nonce, auth_time, &at) {
             Some(t) => Some(t),
             None => return server_error(),
         }
     } else {
         None
     };
-    token_response(cfg, state, at, id, refresh, &grant.scopes)
+    token_response(cfg, state, at, id, refresh, scopes)
 }
 
 fn token_response(

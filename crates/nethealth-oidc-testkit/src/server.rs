@@ -324,6 +324,8 @@ fn dispatch(shared: &Shared, endpoint: Endpoint, req: &Req) -> Reply {
         Endpoint::Register => registration::net_health(shared, req),
         Endpoint::DynamicRegistration => registration::rfc7591(shared, req),
         Endpoint::Api => api::patients(shared, req),
+        Endpoint::DeviceAuthorization => crate::device::authorization(shared, req),
+        Endpoint::Device => crate::device::verification(shared, req),
     }
 }
 

@@ -122,6 +122,10 @@ pub(crate) struct State {
     pub(crate) counts: HashMap<Endpoint, usize>,
     pub(crate) transcript: Vec<String>,
     pub(crate) patients: Vec<serde_json::Value>,
+    /// RFC 8628 device codes, by device code.
+    pub(crate) device_codes: HashMap<String, crate::device::DeviceGrant>,
+    /// The polling interval handed to devices, in seconds.
+    pub(crate) device_interval: u64,
 }
 
 /// The configuration and the locked state, shared by the server and the handle.
@@ -165,6 +169,8 @@ impl Shared {
                 serde_json::json!({"Id": 1001, "Name": "Jane Doe", "BirthDate": "1961-04-12"}),
                 serde_json::json!({"Id": 1002, "Name": "John Roe", "BirthDate": "1957-09-30"}),
             ],
+            device_codes: HashMap::new(),
+            device_interval: 5,
         };
         Shared {
             config,

@@ -26,12 +26,14 @@ pub use ureq;
 
 mod authorized;
 mod callback;
+mod device;
 mod management;
 mod provider;
 mod session;
 mod sessions;
 
 pub use authorized::AuthorizedClient;
+pub use nethealth_oidc_core::device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
 pub use session::Session;

@@ -33,7 +33,7 @@ pub use oidc_core::{
 
 #[cfg(feature = "async")]
 pub use nethealth_oidc_reqwest::{
-    AuthorizedClient, BlockingStore, Client, HttpClient, Provider, Session, Sessions,
+    AuthorizedClient, BlockingStore, Client, DeviceStep, HttpClient, Provider, Session, Sessions,
 };
 
 /// The `reqwest` crate the async API is built with. Use it for [`Session::authorized`] and
@@ -46,7 +46,7 @@ pub use nethealth_oidc_reqwest::reqwest;
 #[cfg(feature = "blocking")]
 pub mod blocking {
     pub use nethealth_oidc_ureq::{
-        AuthorizedClient, Client, HttpClient, Provider, Session, Sessions,
+        AuthorizedClient, Client, DeviceStep, HttpClient, Provider, Session, Sessions,
     };
 
     /// The `ureq` crate the blocking API is built with. Use it for [`Session::authorized`], so that the
