@@ -78,7 +78,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RegisterArgs {
-    /// The provider's issuer, for example https://accounts.nethealth.example/core.
+    /// The provider's issuer, for example `https://accounts.nethealth.example/core`.
     #[arg(long)]
     issuer: String,
     /// The client's name, as the consent page shows it.
