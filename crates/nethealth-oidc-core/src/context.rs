@@ -10,7 +10,7 @@
 //!                    browser comes back to the redirect URI
 //!  exchange_request(pending, callback_url, now) ──▶ token request ──send──▶ token::parse_token_response
 //!  complete_login(pending, token response, keys, now) ──▶ Grant
-//!        └─ Err(e) with e.needs_jwks_refresh(): fetch the JWKS again (rate-limited), then complete_login once more
+//!        └─ Err(e): KeyCache::handle_check_failure(e) may say to fetch the JWKS again, then complete_login once more
 //! ```
 
 use std::time::Duration;

@@ -105,8 +105,9 @@ impl Error {
         }
     }
 
-    /// Whether the error says the JWKS should be fetched again (an unknown key id).
-    pub fn needs_jwks_refresh(&self) -> bool {
+    /// Whether the error says the JWKS should be fetched again (an unknown key id); see
+    /// [`KeyCache::handle_check_failure`](crate::jwks::KeyCache::handle_check_failure).
+    pub(crate) fn needs_jwks_refresh(&self) -> bool {
         matches!(self, Error::IdToken(e) if e.needs_jwks_refresh())
     }
 }
