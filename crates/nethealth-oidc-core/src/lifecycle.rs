@@ -375,7 +375,9 @@ impl Lifecycle {
     ///
     /// A rotated refresh token replaces the old one; a response without one keeps the old one and its expiry. The
     /// granted scopes are updated but never widened beyond the original grant. A new ID token must continue the
-    /// original login (same `iss`, `sub`, `aud`, `auth_time`; Core §12.2).
+    /// original login (same `iss`, `sub`, `aud`, `auth_time`; Core §12.2). Extra fields the response does not carry
+    /// (SMART's launch context: `patient`, `encounter`, `fhirContext`, `need_patient_banner`, ...) are kept; the
+    /// ones it carries win.
     pub fn prepare_refresh(
         &self,
         now: UnixTime,
@@ -418,8 +420,11 @@ impl Lifecycle {
             (Some(_), None) => refresh_expiry(&response, now, self.config.refresh_token_lifetime),
             (None, original) => original,
         };
+        let expires_at = response.expires_at(now);
+        let mut extra = self.set.extra.clone();
+        extra.extend(response.extra);
         Ok(TokenSet {
-            expires_at: response.expires_at(now),
+            expires_at,
             token_type: response.token_type,
             access_token: response.access_token,
             refresh_token: response
@@ -430,7 +435,7 @@ impl Lifecycle {
             id_claims,
             granted,
             received_at: now,
-            extra: response.extra,
+            extra,
         })
     }
 
@@ -481,6 +486,13 @@ impl Lifecycle {
             self.install(now, stored);
         }
         newer
+    }
+
+    /// Whether `stored` (re-read under the store's lock) is the dead set of an ended lifecycle, which the driver
+    /// then clears from the store so that no later start tries it again. A set another process stored meanwhile
+    /// (another access token) is not the one that failed, and is left alone.
+    pub fn is_dead_set(&self, stored: &TokenSet) -> bool {
+        self.login_required.is_some() && stored.access_token.ct_eq(&self.set.access_token)
     }
 
     /// Reports that the renewal in flight failed, and says what the callers get: `Ok(())` when the current token

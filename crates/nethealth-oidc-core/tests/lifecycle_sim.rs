@@ -622,3 +622,40 @@ fn driver_helpers_adopt_newer_sets_classify_failures_and_bound_hand_outs() {
         Err(Error::LoginRequired(_))
     ));
 }
+
+#[test]
+fn a_refresh_keeps_the_launch_context_and_new_values_win() {
+    let mut set = login_set(3600, Some("rt-0"), "openid");
+    for (k, v) in [
+        ("patient", serde_json::json!("p-123")),
+        ("encounter", serde_json::json!("e-9")),
+        ("need_patient_banner", serde_json::json!(true)),
+        ("fhirContext", serde_json::json!([{"reference": "Group/7"}])),
+    ] {
+        set.extra.insert(k.into(), v);
+    }
+    let mut sim = Sim::new(
+        set,
+        GrantKind::AuthorizationCode,
+        LifecycleConfig::default(),
+    );
+    assert!(matches!(sim.jump(), Action::Refresh { .. }));
+    sim.answer(
+        serde_json::json!({"access_token":"at-1","token_type":"bearer","expires_in":3600,
+            "need_patient_banner": false, "smart_style_url": "https://ehr.example/style"}),
+        None,
+    )
+    .unwrap();
+    let extra = &sim.lc.token_set().extra;
+    assert_eq!(
+        extra["patient"], "p-123",
+        "kept: the response did not carry it"
+    );
+    assert_eq!(extra["encounter"], "e-9");
+    assert_eq!(extra["fhirContext"][0]["reference"], "Group/7");
+    assert_eq!(extra["need_patient_banner"], false, "the new value wins");
+    assert_eq!(
+        extra["smart_style_url"], "https://ehr.example/style",
+        "new fields are added"
+    );
+}

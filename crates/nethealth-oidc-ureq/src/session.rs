@@ -41,6 +41,10 @@ struct Flight {
 /// lock or any I/O. When it is due, exactly one renewal runs, on the first caller's thread, however many threads
 /// are waiting. The renewed set is stored **before** the new token is
 /// handed out.
+///
+/// When the session can no longer get tokens (the refresh token was rejected or has expired), it removes the dead
+/// set from the store, under the store's lock and only if the store still holds that very set (another process may
+/// have stored a good one): a later [`Client::resume`] then finds nothing and the user logs in again.
 #[derive(Clone)]
 pub struct Session {
     inner: Arc<Inner>,
@@ -303,6 +307,18 @@ impl Session {
         // Across processes: hold the store's lock and re-read it; another process may have renewed already.
         let store = Arc::clone(&self.inner.options.store);
         let _store_lock = blocking(move || store.lock())??;
+        let result = self.renew_locked();
+        if matches!(result, Err(Error::LoginRequired(_))) {
+            // Still under the store's lock: a dead set leaves the store, so a later start does not try it again.
+            if let Err(e) = self.forget_dead_set() {
+                tracing::warn!(error = %e, "the dead token set could not be removed from the store");
+            }
+        }
+        result
+    }
+
+    /// The renewal proper, under the store's lock.
+    fn renew_locked(&self) -> Result<Arc<AccessToken>, Error> {
         self.adopt_stored()?;
         for attempt in 0..2 {
             let now = self.now();
@@ -389,10 +405,29 @@ impl Session {
         }
     }
 
+    /// Clears the store if it still holds the set that failed (re-read first: another process may have stored a
+    /// good one). Returns whether it cleared.
+    fn forget_dead_set(&self) -> Result<bool, Error> {
+        let Some(stored) = self.load_stored()? else {
+            return Ok(false);
+        };
+        if !lock(&self.inner.lifecycle).is_dead_set(&stored) {
+            return Ok(false);
+        }
+        let store = Arc::clone(&self.inner.options.store);
+        blocking(move || store.clear())??;
+        tracing::debug!("removed the dead token set from the store");
+        Ok(true)
+    }
+
+    fn load_stored(&self) -> Result<Option<TokenSet>, Error> {
+        let store = Arc::clone(&self.inner.options.store);
+        Ok(blocking(move || store.load())??)
+    }
+
     /// Adopts the stored set if another process renewed it; returns whether it did.
     fn adopt_stored(&self) -> Result<bool, Error> {
-        let store = Arc::clone(&self.inner.options.store);
-        let Some(stored) = blocking(move || store.load())?? else {
+        let Some(stored) = self.load_stored()? else {
             return Ok(false);
         };
         let adopted = lock(&self.inner.lifecycle).handle_stored(stored);

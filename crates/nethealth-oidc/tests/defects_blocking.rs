@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use nethealth_oidc::blocking::{Client, HttpClient, Provider};
 use nethealth_oidc::core::id_token::IdTokenError;
-use nethealth_oidc::{ClientOptions, Error, Scopes, TransportConfig};
+use nethealth_oidc::core::revocation::TokenRef;
+use nethealth_oidc::{
+    ClientOptions, Error, MemoryStore, Scopes, SessionOptions, TokenStore, TransportConfig,
+    UnixTime,
+};
 use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, TestKit};
 use support::{ALL, REDIRECT, advance, clock_for, url};
 
@@ -86,4 +90,78 @@ fn a_key_rotated_right_after_start_is_refetched_and_floods_stay_limited() {
     advance(&kit, &clock, Duration::from_secs(61));
     login(&client).expect("the published key is fetched");
     assert_eq!(kit.requests(Endpoint::Jwks), 4);
+}
+
+/// Defect 2: a set whose refresh token the provider rejects leaves the store; a later start finds nothing.
+#[test]
+fn a_dead_token_set_leaves_the_store() {
+    let kit = kit();
+    let (clock, client) = client_at(&kit);
+    let store = Arc::new(MemoryStore::new());
+    let options = || SessionOptions::default().with_store(store.clone());
+    let session = client.session(login(&client).unwrap(), options()).unwrap();
+    let rt = session
+        .token_set()
+        .refresh_token
+        .expect("offline_access was granted");
+    client.revoke(TokenRef::Refresh(&rt)).unwrap();
+    advance(&kit, &clock, Duration::from_secs(3600));
+    let err = session.access_token().unwrap_err();
+    assert!(err.is_login_required(), "{err:?}");
+    assert!(store.load().unwrap().is_none(), "the dead set was cleared");
+    assert!(client.resume(options()).unwrap().is_none());
+}
+
+/// Defect 2, the cross-process rule: a set that is not the one that failed stays in the store.
+#[test]
+fn a_set_another_process_stored_is_not_cleared() {
+    let kit = kit();
+    let (clock, client) = client_at(&kit);
+    let store = Arc::new(MemoryStore::new());
+    let session = client
+        .session(
+            login(&client).unwrap(),
+            SessionOptions::default().with_store(store.clone()),
+        )
+        .unwrap();
+    let rt = session.token_set().refresh_token.unwrap();
+    client.revoke(TokenRef::Refresh(&rt)).unwrap();
+    // Another process stores its own set (one this session does not adopt, as it is not newer).
+    let mut other = nethealth_oidc::TokenSet::from_grant(login(&client).unwrap(), None);
+    other.received_at = UnixTime::from_secs(0);
+    store.save(&other).unwrap();
+    advance(&kit, &clock, Duration::from_secs(3600));
+    let err = session.access_token().unwrap_err();
+    assert!(err.is_login_required(), "{err:?}");
+    let kept = store.load().unwrap().expect("the other set is kept");
+    assert!(kept.access_token.ct_eq(&other.access_token));
+}
+
+/// Defect 3: the SMART launch context of the login survives a refresh whose response does not carry it.
+#[test]
+fn the_launch_context_survives_a_refresh() {
+    let kit = kit();
+    let (clock, client) = client_at(&kit);
+    kit.set_launch_context(launch_context());
+    let session = client
+        .session(login(&client).unwrap(), SessionOptions::default())
+        .unwrap();
+    let first = session.access_token().unwrap();
+    advance(&kit, &clock, Duration::from_secs(3600));
+    let second = session.access_token().unwrap();
+    assert!(!second.ct_eq(&first), "refreshed");
+    let extra = session.token_set().extra;
+    assert_eq!(extra["patient"], "p-123");
+    assert_eq!(extra["encounter"], "e-9");
+    assert_eq!(extra["need_patient_banner"], true);
+}
+
+fn launch_context() -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(map) = serde_json::json!({
+        "patient": "p-123", "encounter": "e-9", "need_patient_banner": true,
+        "fhirContext": [{"reference": "Group/7"}],
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
 }
