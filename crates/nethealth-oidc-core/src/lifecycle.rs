@@ -43,7 +43,6 @@ use crate::scope::{GrantedScopes, Scopes};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
 use crate::token::{self, TokenResponse};
-use crate::wire;
 
 /// The tokens a session holds, as a store persists them. It never holds the client secret.
 ///
@@ -115,10 +114,7 @@ impl TokenSet {
 
     /// The `Authorization` header value, marked sensitive.
     pub fn authorization_header(&self) -> HeaderValue {
-        // A token that came through JSON parsing can still hold bytes a header cannot carry; such a header is
-        // replaced by an empty bearer, which every server refuses with 401 and which leaks nothing.
-        wire::bearer(self.access_token.expose_secret())
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+        self.access_token.authorization_header()
     }
 
     /// Whether the access token is still valid at `now` (a token without expiry is taken as valid).

@@ -177,14 +177,20 @@ impl Session {
 
     /// `Authorization: Bearer ...` for a valid access token (marked sensitive).
     pub async fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        Ok(self.credentials().await?.1)
+    }
+
+    /// A valid access token and its header, read together once: the header is always the token's.
+    pub(crate) async fn credentials(&self) -> Result<(Arc<AccessToken>, HeaderValue), Error> {
         let now = self.inner.client.provider().clock().now().as_secs();
         let cached = self.inner.cache.load();
         if now < cached.use_until {
-            return Ok(cached.header.clone());
+            return Ok((Arc::clone(&cached.token), cached.header.clone()));
         }
         drop(cached);
-        self.renew().await?;
-        Ok(self.inner.cache.load().header.clone())
+        let token = self.renew().await?;
+        let header = token.authorization_header();
+        Ok((token, header))
     }
 
     /// What the user granted.

@@ -179,14 +179,20 @@ impl Session {
 
     /// `Authorization: Bearer ...` for a valid access token (marked sensitive).
     pub fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        Ok(self.credentials()?.1)
+    }
+
+    /// A valid access token and its header, read together once: the header is always the token's.
+    pub(crate) fn credentials(&self) -> Result<(Arc<AccessToken>, HeaderValue), Error> {
         let now = self.inner.client.provider().clock().now().as_secs();
         let cached = self.inner.cache.load();
         if now < cached.use_until {
-            return Ok(cached.header.clone());
+            return Ok((Arc::clone(&cached.token), cached.header.clone()));
         }
         drop(cached);
-        self.renew()?;
-        Ok(self.inner.cache.load().header.clone())
+        let token = self.renew()?;
+        let header = token.authorization_header();
+        Ok((token, header))
     }
 
     /// What the user granted.

@@ -4,6 +4,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nethealth_oidc::blocking::{Client, HttpClient, Provider};
@@ -13,6 +14,7 @@ use nethealth_oidc::{
     ClientOptions, Error, MemoryStore, Scopes, SessionOptions, TokenStore, TransportConfig,
     UnixTime,
 };
+use nethealth_oidc_test_support::{Scripted, ScriptedServer};
 use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, TestKit};
 use support::{ALL, REDIRECT, advance, clock_for, url};
 
@@ -48,6 +50,12 @@ fn login(client: &Client) -> Result<nethealth_oidc::Grant, Error> {
         .login(auth_url.as_str(), &Consent::GrantAll)
         .expect("the login page works");
     client.finish_login(&pending, &url(&callback))
+}
+
+fn get_req(url: &str) -> http::Request<Vec<u8>> {
+    http::Request::get(url)
+        .body(Vec::new())
+        .expect("a valid request")
 }
 
 fn is_unknown_key(e: &Error) -> bool {
@@ -164,4 +172,88 @@ fn launch_context() -> serde_json::Map<String, serde_json::Value> {
         unreachable!("a JSON object literal")
     };
     map
+}
+
+/// A clock that, once armed, jumps forward at its second reading: the moment between two reads of the token.
+#[derive(Debug)]
+struct JumpClock {
+    inner: Arc<nethealth_oidc::ManualClock>,
+    readings_until_jump: AtomicUsize,
+    jump: Duration,
+}
+
+impl nethealth_oidc::core::Clock for JumpClock {
+    fn now(&self) -> UnixTime {
+        if self
+            .readings_until_jump
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            == Ok(1)
+        {
+            self.inner.advance(self.jump);
+        }
+        self.inner.now()
+    }
+}
+
+/// Defect 4: the token sent is the token reported as refused, so the retry carries a new one, even when the
+/// cached token fell due between the two.
+#[test]
+fn the_retry_after_a_401_never_resends_the_refused_token() {
+    let kit = kit();
+    let due = Duration::from_secs(3541);
+    let clock = Arc::new(JumpClock {
+        inner: clock_for(&kit),
+        readings_until_jump: AtomicUsize::new(0),
+        jump: due,
+    });
+    let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone()).unwrap();
+    let client = provider.client(config(), ClientOptions::default()).unwrap();
+    let session = client
+        .session(login(&client).unwrap(), SessionOptions::default())
+        .unwrap();
+    let api = ScriptedServer::start();
+    api.enqueue(
+        "/api",
+        Scripted::status(401).header("www-authenticate", r#"Bearer error="invalid_token""#),
+    );
+    api.set_default(Scripted::json(200, "[]"));
+    kit.advance_clock(due);
+    clock.readings_until_jump.store(2, Ordering::SeqCst);
+    let http_api = session.authorized(ureq::Agent::new_with_defaults());
+    let response = http_api.send(get_req(&api.url("/api"))).unwrap();
+    assert_eq!(response.status(), 200);
+    let sent: Vec<String> = api
+        .requests_to("/api")
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(sent.len(), 2, "one request, one retry");
+    // (Compared without printing: the values are tokens.)
+    assert!(sent[0] != sent[1], "the retry carries a new token");
+}
+
+/// Defect 4: many requests refused at once with the same token cause one refresh, and every retry succeeds.
+#[test]
+fn concurrent_401s_cause_one_refresh() {
+    let kit = kit();
+    let (_clock, client) = client_at(&kit);
+    let session = client
+        .session(login(&client).unwrap(), SessionOptions::default())
+        .unwrap();
+    // The API now refuses the current token (revoked), though it is not expired.
+    let token = session.access_token().unwrap();
+    client.revoke(TokenRef::Access(&token)).unwrap();
+    let before = kit.requests(Endpoint::Token);
+    let api = session.authorized(ureq::Agent::new_with_defaults());
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let api = api.clone();
+            let url = kit.api_url();
+            std::thread::spawn(move || api.send(get_req(&url)))
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.join().unwrap().unwrap().status(), 200);
+    }
+    assert_eq!(kit.requests(Endpoint::Token), before + 1, "one refresh");
 }
