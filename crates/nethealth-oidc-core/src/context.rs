@@ -208,9 +208,7 @@ impl ClientContext {
         ) {
             (Some(uri), _) | (None, Some(uri)) => uri.clone(),
             (None, None) => {
-                return Err(Error::Unsupported(
-                    "redirect URI configured for this client",
-                ));
+                return Err(Error::Usage(crate::outcome::UsageError::NoRedirectUri));
             }
         };
         Ok(
@@ -230,7 +228,10 @@ impl ClientContext {
         if pending.issuer() != self.metadata.issuer || pending.client_id() != self.config.client_id
         {
             return Err(Error::Callback(
-                crate::authorize::CallbackError::NoPendingLogin,
+                crate::authorize::CallbackError::OtherClient {
+                    issuer: pending.issuer().to_owned(),
+                    client_id: pending.client_id().to_owned(),
+                },
             ));
         }
         pending.check_not_expired(now, self.options.login_lifetime)?;

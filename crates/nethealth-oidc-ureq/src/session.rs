@@ -13,7 +13,9 @@ use nethealth_oidc_core::secret::{AccessToken, State};
 use nethealth_oidc_core::store::SessionOptions;
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{Endpoint, Error, GrantedScopes, UnixTime};
+use nethealth_oidc_core::{
+    Endpoint, Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError,
+};
 use std::sync::Condvar;
 use url::Url;
 
@@ -98,8 +100,9 @@ impl Client {
             .as_ref()
             .is_some_and(|c| c.iss != self.provider().issuer())
         {
-            return Err(Error::LoginRequired(
-                "the stored tokens are from another provider: the user must log in again".into(),
+            return Err(Error::login_required(
+                LoginRequiredReason::OtherProvider,
+                None,
             ));
         }
         Session::start(
@@ -220,9 +223,7 @@ impl Session {
         let sub = lock(&self.inner.lifecycle)
             .id_claims()
             .map(|c| c.sub.clone())
-            .ok_or(Error::Unsupported(
-                "ID token in this session (client-credentials sessions have no user)",
-            ))?;
+            .ok_or(Error::Usage(UsageError::NoUser))?;
         let token = self.access_token()?;
         self.inner.client.userinfo(&token, &sub)
     }
@@ -242,7 +243,7 @@ impl Session {
         blocking(move || store.clear())??;
         *lock(&self.inner.unsaved) = None;
         let mut lc = lock(&self.inner.lifecycle);
-        lc.end("the session was revoked: the user must log in again");
+        lc.end(LoginRequiredReason::Ended);
         // An ended lifecycle hands nothing out: every caller now goes to the slow path and hears why.
         self.inner.cache.store(Arc::new(cached(&lc)));
         Ok(())
@@ -314,7 +315,7 @@ impl Session {
         let store = Arc::clone(&self.inner.options.store);
         let _store_lock = blocking(move || store.lock())??;
         let result = self.renew_locked();
-        if matches!(result, Err(Error::LoginRequired(_))) {
+        if matches!(result, Err(Error::LoginRequired { .. })) {
             // Still under the store's lock: a dead set leaves the store, so a later start does not try it again.
             if let Err(e) = self.forget_dead_set() {
                 tracing::warn!(error = %e, "the dead token set could not be removed from the store");
@@ -355,8 +356,9 @@ impl Session {
                 token
             });
         }
-        Err(Error::LoginRequired(
-            "the refresh token was rejected twice: the user must log in again".into(),
+        Err(Error::login_required(
+            LoginRequiredReason::RefreshTokenRejected,
+            None,
         ))
     }
 

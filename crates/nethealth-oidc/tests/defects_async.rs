@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use nethealth_oidc::core::authorize::CallbackError;
 use nethealth_oidc::core::id_token::IdTokenError;
 use nethealth_oidc::core::revocation::TokenRef;
 use nethealth_oidc::{
-    ClientOptions, Error, HttpClient, MemoryStore, Provider, Scopes, SessionOptions, TokenStore,
-    TransportConfig, UnixTime,
+    ClientOptions, Error, HttpClient, LoginRequiredReason, MemoryStore, Provider, Scopes,
+    SessionOptions, TokenStore, TransportConfig, UnixTime, UsageError,
 };
 use nethealth_oidc_test_support::{Scripted, ScriptedServer};
 use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, TestKit};
@@ -263,4 +264,110 @@ async fn concurrent_401s_cause_one_refresh() {
         assert_eq!(call.await.unwrap().unwrap().status(), 200);
     }
     assert_eq!(kit.requests(Endpoint::Token), before + 1, "one refresh");
+}
+
+/// Defect 5: the caller's own mistakes and a login finished by the wrong client get their own typed errors.
+#[tokio::test]
+async fn errors_say_whose_mistake_it_is() {
+    let kit = kit().await;
+    let (_clock, client) = client_at(&kit).await;
+    let provider = client.provider().clone();
+
+    // No redirect URI configured: the caller's setup, not the provider.
+    let bare = nethealth_oidc::ClientConfig::new(
+        "app",
+        Some(nethealth_oidc::ClientSecret::new("app-secret")),
+    );
+    let err = provider
+        .client(bare, ClientOptions::default())
+        .unwrap()
+        .begin_login(&Scopes::parse(ALL))
+        .unwrap_err();
+    assert_eq!(err, Error::Usage(UsageError::NoRedirectUri));
+    assert!(!err.to_string().contains("provider has no"), "{err}");
+
+    // A pending login begun by one client and finished by another: not "forged or replayed".
+    let (auth_url, pending) = client.begin_login(&Scopes::parse(ALL)).unwrap();
+    let callback = Browser::new()
+        .login_async(auth_url.as_str(), &Consent::GrantAll)
+        .await
+        .unwrap();
+    let other = provider
+        .client(
+            nethealth_oidc::ClientConfig::new(
+                "other",
+                Some(nethealth_oidc::ClientSecret::new("s")),
+            )
+            .with_redirect_uris(vec![url(REDIRECT)]),
+            ClientOptions::default(),
+        )
+        .unwrap();
+    let err = other
+        .finish_login(&pending, &url(&callback))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Callback(CallbackError::OtherClient { client_id, .. }) if client_id == "app"),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("forged"), "{err}");
+
+    // A session without a user cannot ask the userinfo endpoint: the caller's mistake.
+    kit.add_client(
+        ClientSpec::confidential("m2m", "m2m-secret")
+            .allowed_scopes(["patients.read"])
+            .allow_client_credentials(true),
+    );
+    let m2m = provider
+        .client(
+            nethealth_oidc::ClientConfig::new(
+                "m2m",
+                Some(nethealth_oidc::ClientSecret::new("m2m-secret")),
+            ),
+            ClientOptions::default(),
+        )
+        .unwrap();
+    let session = m2m
+        .client_credentials_session(&Scopes::parse("patients.read"), SessionOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        session.userinfo().await.unwrap_err(),
+        Error::Usage(UsageError::NoUser)
+    );
+}
+
+/// Defect 5: "log in again" carries a reason a program can match, and the provider's answer as its source.
+#[tokio::test]
+async fn login_required_has_a_reason_and_a_source() {
+    let kit = kit().await;
+    let (clock, client) = client_at(&kit).await;
+    let session = client
+        .session(login(&client).await.unwrap(), SessionOptions::default())
+        .await
+        .unwrap();
+    let rt = session.token_set().refresh_token.unwrap();
+    client.revoke(TokenRef::Refresh(&rt)).await.unwrap();
+    advance(&kit, &clock, Duration::from_secs(3600));
+    let err = session.access_token().await.unwrap_err();
+    assert_eq!(
+        err.login_required_reason(),
+        Some(LoginRequiredReason::RefreshTokenRejected)
+    );
+    let Error::LoginRequired {
+        source: Some(source),
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(source.is_invalid_grant(), "{source:?}");
+    // Later calls say the same, without asking the provider again.
+    let before = kit.requests(Endpoint::Token);
+    let again = session.access_token().await.unwrap_err();
+    assert_eq!(
+        again.login_required_reason(),
+        Some(LoginRequiredReason::RefreshTokenRejected)
+    );
+    assert_eq!(kit.requests(Endpoint::Token), before);
 }
