@@ -635,6 +635,17 @@ pub enum CallbackError {
          callback is forged or replayed): start the login again"
     )]
     NoPendingLogin,
+    /// The pending login was started by another client or at another provider than the one finishing it.
+    #[error(
+        "this pending login was started by client {client_id} at {issuer}, not by the client finishing it: finish \
+         it with the client (and provider) that began it"
+    )]
+    OtherClient {
+        /// The issuer the login was started at.
+        issuer: String,
+        /// The client that started it.
+        client_id: String,
+    },
     /// The login was pending for too long.
     #[error(
         "this login was started {age_secs} s ago, longer than the {lifetime_secs} s allowed: start the login again"

@@ -10,7 +10,7 @@
 //!                    browser comes back to the redirect URI
 //!  exchange_request(pending, callback_url, now) ──▶ token request ──send──▶ token::parse_token_response
 //!  complete_login(pending, token response, keys, now) ──▶ Grant
-//!        └─ Err(e) with e.needs_jwks_refresh(): fetch the JWKS again (rate-limited), then complete_login once more
+//!        └─ Err(e): KeyCache::handle_check_failure(e) may say to fetch the JWKS again, then complete_login once more
 //! ```
 
 use std::time::Duration;
@@ -216,9 +216,7 @@ impl ClientContext {
         ) {
             (Some(uri), _) | (None, Some(uri)) => uri.clone(),
             (None, None) => {
-                return Err(Error::Unsupported(
-                    "redirect URI configured for this client",
-                ));
+                return Err(Error::Usage(crate::outcome::UsageError::NoRedirectUri));
             }
         };
         Ok(
@@ -238,7 +236,10 @@ impl ClientContext {
         if pending.issuer() != self.metadata.issuer || pending.client_id() != self.config.client_id
         {
             return Err(Error::Callback(
-                crate::authorize::CallbackError::NoPendingLogin,
+                crate::authorize::CallbackError::OtherClient {
+                    issuer: pending.issuer().to_owned(),
+                    client_id: pending.client_id().to_owned(),
+                },
             ));
         }
         pending.check_not_expired(now, self.options.login_lifetime)?;

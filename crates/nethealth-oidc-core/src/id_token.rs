@@ -15,8 +15,8 @@
 //!    (`at+jwt`) or a logout token cannot pass as an ID token (RFC 8725 §3.11).
 //! 4. **Key.** By `kid` when the header has one; without a `kid`, the single key that fits the `alg` (type, curve,
 //!    and the key's own `alg`). Several fitting keys are an error, never a guess. A `kid` the set does not know is
-//!    [`IdTokenError::UnknownKey`], for which [`IdTokenError::needs_jwks_refresh`] is true: the driver refetches
-//!    the JWKS if its [`JwksRefreshLimiter`](crate::jwks::JwksRefreshLimiter) allows, and retries once.
+//!    [`IdTokenError::UnknownKey`]: the driver asks its [`KeyCache`](crate::jwks::KeyCache), which refetches the
+//!    JWKS when its rate limit allows, and retries once.
 //! 5. **Signature**, by `jsonwebtoken` with the aws-lc-rs backend, on the pre-built key. Only then are the claims
 //!    read.
 //! 6. **Claims.** `iss` equals the issuer exactly; `aud` (a string or an array) contains the client id; `azp` is
@@ -381,9 +381,9 @@ pub enum IdTokenError {
 
 impl IdTokenError {
     /// Whether fetching the JWKS again may help: an unknown `kid`, no fitting key for a token without `kid`, or an
-    /// empty usable set. Ask a [`JwksRefreshLimiter`](crate::jwks::JwksRefreshLimiter) before refetching, and
-    /// retry the verification once with the new set.
-    pub fn needs_jwks_refresh(&self) -> bool {
+    /// empty usable set. Drivers ask [`KeyCache::handle_check_failure`](crate::jwks::KeyCache::handle_check_failure),
+    /// which asks this.
+    pub(crate) fn needs_jwks_refresh(&self) -> bool {
         matches!(
             self,
             IdTokenError::UnknownKey { .. }
@@ -537,8 +537,8 @@ impl IdTokenVerifier {
 
     /// Verifies `token` with `keys` at `now` and returns its claims. See the [module docs](self) for every check.
     ///
-    /// When the error [`needs_jwks_refresh`](IdTokenError::needs_jwks_refresh), fetch the JWKS again (if the
-    /// limiter allows) and call this once more with the new set.
+    /// On an error, ask [`KeyCache::handle_check_failure`](crate::jwks::KeyCache::handle_check_failure) whether
+    /// to fetch the JWKS again and call this once more with the new set.
     pub fn verify(
         &self,
         token: &IdToken,

@@ -18,9 +18,11 @@
 //! one key still fits, verification fails with
 //! [`IdTokenError::AmbiguousKey`](crate::id_token::IdTokenError::AmbiguousKey) rather than guessing.
 //!
-//! **Key rotation.** A token signed with a `kid` the set does not know asks for a refetch
-//! ([`IdTokenError::needs_jwks_refresh`](crate::id_token::IdTokenError::needs_jwks_refresh)). The driver asks a
-//! [`JwksRefreshLimiter`] first, so that a flood of tokens with random `kid`s cannot make it hammer the provider.
+//! **Key rotation.** A driver keeps its keys in a [`KeyCache`]. When a check with the cached keys fails because
+//! the token names a `kid` the set does not know (or no key fits), [`KeyCache::handle_check_failure`] says what to
+//! do: check again with keys another caller fetched meanwhile, fetch them again (OpenID Connect Core §10.1.1), or
+//! give up. Refetches caused this way are limited by a [`JwksRefreshLimiter`], so that a flood of tokens with
+//! random `kid`s cannot make the driver hammer the provider; the first, ordinary fetch is not one of them.
 
 use std::fmt;
 use std::time::Duration;
@@ -35,6 +37,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::error::{Endpoint, ResponseError, truncate};
+use crate::outcome::Error;
 use crate::time::UnixTime;
 use crate::wire;
 
@@ -553,6 +556,9 @@ impl Default for JwksRefreshPolicy {
 
 /// Rate-limits JWKS refetches caused by unknown `kid`s: at most one per [`JwksRefreshPolicy::min_interval`].
 ///
+/// Only refetches count: the first, ordinary fetch (at discovery) is not recorded, so a provider that rotates its
+/// key right after a client started is followed at once.
+///
 /// A pure value: it is told `now` and never reads a clock. A `now` earlier than the last fetch (the clock went
 /// backwards) is treated as "just fetched": the refetch is refused and the window restarts at `now`, so a clock
 /// that jumps back never blocks refetches for longer than one interval, and never lets a flood through.
@@ -607,11 +613,6 @@ impl JwksRefreshLimiter {
         }
     }
 
-    /// Records a fetch made for another reason (the first fetch, or a scheduled one), so that it counts too.
-    pub fn record_fetch(&mut self, now: UnixTime) {
-        self.last_fetch = Some(now);
-    }
-
     /// The earliest time a refetch is allowed: the last fetch plus the interval (the epoch if none was made yet).
     pub fn next_allowed(&self) -> UnixTime {
         match self.last_fetch {
@@ -623,6 +624,115 @@ impl JwksRefreshLimiter {
     /// The policy in force.
     pub fn policy(&self) -> JwksRefreshPolicy {
         self.policy
+    }
+}
+
+/// What a driver does after a check with the cached keys failed: see [`KeyCache::handle_check_failure`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum KeyAction {
+    /// Nothing new can help: return the check's error.
+    GiveUp,
+    /// Another caller installed new keys since this check read them: check once more with
+    /// [`KeyCache::keys`].
+    CheckAgain,
+    /// Send this JWKS request, [`install`](KeyCache::install) the parsed set, and check once more.
+    Fetch {
+        /// The JWKS request.
+        request: Request<Vec<u8>>,
+    },
+}
+
+/// The keys a driver caches for one provider, and when it may fetch them again. A pure value: `now` is an argument.
+///
+/// Each installed set gets a new generation number. A driver reads `(keys, generation)` with
+/// [`snapshot`](Self::snapshot), checks a token with the keys, and on failure asks
+/// [`handle_check_failure`](Self::handle_check_failure) what to do, passing the generation it checked with: so
+/// concurrent callers that all hit the same unknown `kid` share one refetch (the later ones are told to check
+/// again), and refetches are rate-limited by a [`JwksRefreshLimiter`]. A failed fetch installs nothing: the last good
+/// keys stay.
+///
+/// ```
+/// use nethealth_oidc_core::UnixTime;
+/// use nethealth_oidc_core::jwks::{JwkSet, JwksRefreshPolicy, KeyAction, KeyCache};
+///
+/// let uri = "https://accounts.example.com/.well-known/jwks".parse().unwrap();
+/// let mut cache = KeyCache::new(JwkSet::default(), Some(uri), JwksRefreshPolicy::default());
+/// let (_, generation) = cache.snapshot();
+/// // The first refetch is allowed at once, even right after the first fetch ...
+/// assert!(matches!(cache.poll_refetch(generation, UnixTime::from_secs(10)), KeyAction::Fetch { .. }));
+/// // ... the next one only a minute later.
+/// assert!(matches!(cache.poll_refetch(generation, UnixTime::from_secs(20)), KeyAction::GiveUp));
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyCache {
+    keys: std::sync::Arc<JwkSet>,
+    generation: u64,
+    jwks_uri: Option<Url>,
+    limiter: JwksRefreshLimiter,
+}
+
+impl KeyCache {
+    /// A cache holding `keys` (as fetched at discovery), refetched from `jwks_uri` under `policy`.
+    pub fn new(keys: JwkSet, jwks_uri: Option<Url>, policy: JwksRefreshPolicy) -> Self {
+        KeyCache {
+            keys: std::sync::Arc::new(keys),
+            generation: 0,
+            jwks_uri,
+            limiter: JwksRefreshLimiter::new(policy),
+        }
+    }
+
+    /// The cached keys.
+    pub fn keys(&self) -> std::sync::Arc<JwkSet> {
+        std::sync::Arc::clone(&self.keys)
+    }
+
+    /// The cached keys and their generation, to pass back to [`handle_check_failure`](Self::handle_check_failure).
+    pub fn snapshot(&self) -> (std::sync::Arc<JwkSet>, u64) {
+        (self.keys(), self.generation)
+    }
+
+    /// After a check with the keys of `generation` failed with `error`: give up (the error is not about a missing
+    /// key, or the rate limit refuses), check again (newer keys are installed), or fetch.
+    pub fn handle_check_failure(
+        &mut self,
+        error: &Error,
+        generation: u64,
+        now: UnixTime,
+    ) -> KeyAction {
+        if !error.needs_jwks_refresh() {
+            return KeyAction::GiveUp;
+        }
+        self.poll_refetch(generation, now)
+    }
+
+    /// Whether to fetch the keys again, asked for any reason by a caller that last saw `generation`: check again
+    /// when newer keys are installed, fetch when the rate limit allows (the refetch is then counted), else give up.
+    pub fn poll_refetch(&mut self, generation: u64, now: UnixTime) -> KeyAction {
+        if generation != self.generation {
+            return KeyAction::CheckAgain;
+        }
+        let Some(uri) = &self.jwks_uri else {
+            return KeyAction::GiveUp;
+        };
+        if !self.limiter.try_acquire(now) {
+            return KeyAction::GiveUp;
+        }
+        KeyAction::Fetch {
+            request: jwks_request(uri),
+        }
+    }
+
+    /// Installs a freshly fetched set; it gets a new generation.
+    pub fn install(&mut self, keys: JwkSet) {
+        self.keys = std::sync::Arc::new(keys);
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// The rate limiter, to see when the next refetch may be made.
+    pub fn limiter(&self) -> &JwksRefreshLimiter {
+        &self.limiter
     }
 }
 
@@ -823,8 +933,74 @@ mod tests {
         assert!(l.try_acquire(UnixTime::MAX));
         assert!(!l.try_acquire(UnixTime::MAX));
         assert!(!l.try_acquire(UnixTime::EPOCH));
-        l.record_fetch(UnixTime::EPOCH);
         assert!(!l.is_allowed(UnixTime::MAX));
         assert_eq!(l.next_allowed(), UnixTime::MAX);
+    }
+
+    fn unknown_kid() -> Error {
+        Error::IdToken(crate::id_token::IdTokenError::UnknownKey { kid: "k2".into() })
+    }
+
+    #[test]
+    fn the_first_fetch_is_not_a_refetch() {
+        // Keys fetched at discovery at t=1000; the provider rotates at once: the unknown kid is refetched.
+        let t = UnixTime::from_secs;
+        let uri = Url::parse("https://accounts.example.com/jwks").unwrap();
+        let mut cache = KeyCache::new(JwkSet::default(), Some(uri), JwksRefreshPolicy::default());
+        let (_, g0) = cache.snapshot();
+        let KeyAction::Fetch { request } = cache.handle_check_failure(&unknown_kid(), g0, t(1001))
+        else {
+            panic!("an unknown kid right after start is refetched");
+        };
+        assert_eq!(request.uri(), "https://accounts.example.com/jwks");
+        cache.install(JwkSet::default());
+        // A caller that checked with the old keys checks again with the new ones, without a fetch.
+        assert!(matches!(
+            cache.handle_check_failure(&unknown_kid(), g0, t(1002)),
+            KeyAction::CheckAgain
+        ));
+    }
+
+    #[test]
+    fn a_flood_of_unknown_kids_refetches_once_per_interval() {
+        let uri = Url::parse("https://accounts.example.com/jwks").unwrap();
+        let mut cache = KeyCache::new(JwkSet::default(), Some(uri), JwksRefreshPolicy::default());
+        let mut fetches = 0;
+        for now in 1000..1300 {
+            let (_, generation) = cache.snapshot();
+            if let KeyAction::Fetch { .. } =
+                cache.handle_check_failure(&unknown_kid(), generation, UnixTime::from_secs(now))
+            {
+                fetches += 1;
+                cache.install(JwkSet::default());
+            }
+        }
+        assert_eq!(fetches, 5, "at 1000, 1060, 1120, 1180 and 1240");
+    }
+
+    #[test]
+    fn other_errors_and_a_missing_uri_give_up() {
+        let t = UnixTime::from_secs;
+        let mut cache = KeyCache::new(JwkSet::default(), None, JwksRefreshPolicy::default());
+        assert!(matches!(
+            cache.handle_check_failure(&unknown_kid(), 0, t(1)),
+            KeyAction::GiveUp
+        ));
+        let uri = Url::parse("https://accounts.example.com/jwks").unwrap();
+        let mut cache = KeyCache::new(JwkSet::default(), Some(uri), JwksRefreshPolicy::default());
+        let expired = Error::IdToken(crate::id_token::IdTokenError::Expired {
+            exp: 1,
+            now: 2,
+            leeway_secs: 0,
+        });
+        assert!(matches!(
+            cache.handle_check_failure(&expired, 0, t(1)),
+            KeyAction::GiveUp
+        ));
+        // Giving up on another error used no refetch.
+        assert!(matches!(
+            cache.handle_check_failure(&unknown_kid(), 0, t(2)),
+            KeyAction::Fetch { .. }
+        ));
     }
 }

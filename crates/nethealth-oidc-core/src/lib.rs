@@ -53,7 +53,7 @@ pub mod wire;
 
 pub use client::{ClientConfig, TokenAuthMethod};
 pub use error::{BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError, TransportError};
-pub use outcome::Error;
+pub use outcome::{Error, LoginRequiredReason, UsageError};
 pub use scope::{GrantedScopes, ScopeSource, Scopes};
 pub use time::{Clock, ManualClock, UnixTime};
 

@@ -38,12 +38,11 @@ use serde::{Deserialize, Serialize};
 use crate::context::{ClientContext, Grant};
 use crate::error::ErrorCode;
 use crate::id_token::{self, IdTokenClaims};
-use crate::outcome::Error;
+use crate::outcome::{Error, LoginRequiredReason};
 use crate::scope::{GrantedScopes, Scopes};
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::time::UnixTime;
 use crate::token::{self, TokenResponse};
-use crate::wire;
 
 /// The tokens a session holds, as a store persists them. It never holds the client secret.
 ///
@@ -115,10 +114,7 @@ impl TokenSet {
 
     /// The `Authorization` header value, marked sensitive.
     pub fn authorization_header(&self) -> HeaderValue {
-        // A token that came through JSON parsing can still hold bytes a header cannot carry; such a header is
-        // replaced by an empty bearer, which every server refuses with 401 and which leaks nothing.
-        wire::bearer(self.access_token.expose_secret())
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+        self.access_token.authorization_header()
     }
 
     /// Whether the access token is still valid at `now` (a token without expiry is taken as valid).
@@ -242,7 +238,7 @@ pub enum Action {
     /// No token can be had any more: the user must log in again.
     LoginRequired {
         /// Why.
-        reason: String,
+        reason: LoginRequiredReason,
     },
 }
 
@@ -269,7 +265,9 @@ pub struct Lifecycle {
     failures: u32,
     retry_at: Option<UnixTime>,
     last_error: Option<Error>,
-    login_required: Option<String>,
+    login_required: Option<LoginRequiredReason>,
+    /// The error that ended the lifecycle, if one did.
+    ended_by: Option<Error>,
     /// The current token was refused by a resource server: renew it now, whatever the spacing.
     rejected: bool,
 }
@@ -301,6 +299,7 @@ impl Lifecycle {
             retry_at: None,
             last_error: None,
             login_required: None,
+            ended_by: None,
             rejected: false,
         }
     }
@@ -375,7 +374,9 @@ impl Lifecycle {
     ///
     /// A rotated refresh token replaces the old one; a response without one keeps the old one and its expiry. The
     /// granted scopes are updated but never widened beyond the original grant. A new ID token must continue the
-    /// original login (same `iss`, `sub`, `aud`, `auth_time`; Core §12.2).
+    /// original login (same `iss`, `sub`, `aud`, `auth_time`; Core §12.2). Extra fields the response does not carry
+    /// (SMART's launch context: `patient`, `encounter`, `fhirContext`, `need_patient_banner`, ...) are kept; the
+    /// ones it carries win.
     pub fn prepare_refresh(
         &self,
         now: UnixTime,
@@ -418,8 +419,11 @@ impl Lifecycle {
             (Some(_), None) => refresh_expiry(&response, now, self.config.refresh_token_lifetime),
             (None, original) => original,
         };
+        let expires_at = response.expires_at(now);
+        let mut extra = self.set.extra.clone();
+        extra.extend(response.extra);
         Ok(TokenSet {
-            expires_at: response.expires_at(now),
+            expires_at,
             token_type: response.token_type,
             access_token: response.access_token,
             refresh_token: response
@@ -430,7 +434,7 @@ impl Lifecycle {
             id_claims,
             granted,
             received_at: now,
-            extra: response.extra,
+            extra,
         })
     }
 
@@ -443,9 +447,8 @@ impl Lifecycle {
             .oauth_error()
             .is_some_and(|e| e.code == ErrorCode::InvalidGrant);
         if invalid_grant && self.kind == GrantKind::AuthorizationCode {
-            self.login_required = Some(format!(
-                "refresh token rejected (invalid_grant): the user must log in again ({error})"
-            ));
+            self.login_required = Some(LoginRequiredReason::RefreshTokenRejected);
+            self.ended_by = Some(error);
             return;
         }
         self.failures = self.failures.saturating_add(1);
@@ -483,6 +486,13 @@ impl Lifecycle {
         newer
     }
 
+    /// Whether `stored` (re-read under the store's lock) is the dead set of an ended lifecycle, which the driver
+    /// then clears from the store so that no later start tries it again. A set another process stored meanwhile
+    /// (another access token) is not the one that failed, and is left alone.
+    pub fn is_dead_set(&self, stored: &TokenSet) -> bool {
+        self.login_required.is_some() && stored.access_token.ct_eq(&self.set.access_token)
+    }
+
     /// Reports that the renewal in flight failed, and says what the callers get: `Ok(())` when the current token
     /// may still be served (a transient failure before expiry is not an error), else the error to return —
     /// [`Error::LoginRequired`] after `invalid_grant`.
@@ -490,9 +500,10 @@ impl Lifecycle {
         let invalid_grant = error.is_invalid_grant();
         self.handle_failure(now, error.clone());
         if invalid_grant {
-            return Err(Error::LoginRequired(format!(
-                "refresh token rejected (invalid_grant): the user must log in again ({error})"
-            )));
+            return Err(Error::login_required(
+                LoginRequiredReason::RefreshTokenRejected,
+                Some(error),
+            ));
         }
         if self.set.is_valid_at(self.now) {
             Ok(())
@@ -512,14 +523,15 @@ impl Lifecycle {
         self.retry_at = None;
         self.last_error = None;
         self.login_required = None;
+        self.ended_by = None;
         self.rejected = false;
     }
 
     /// Ends the lifecycle (after a revocation or a logout): from now on it answers
     /// [`Action::LoginRequired`] with `reason`.
-    pub fn end(&mut self, reason: impl Into<String>) {
+    pub fn end(&mut self, reason: LoginRequiredReason) {
         self.in_flight = false;
-        self.login_required = Some(reason.into());
+        self.login_required = Some(reason);
     }
 
     /// Abandons a renewal in flight without an outcome (its driver went away); the next `poll_action` may start
@@ -535,10 +547,8 @@ impl Lifecycle {
     pub fn poll_action(&mut self, now: UnixTime, context: &ClientContext) -> Action {
         self.observe(now);
         let now = self.now;
-        if let Some(reason) = &self.login_required {
-            return Action::LoginRequired {
-                reason: reason.clone(),
-            };
+        if let Some(reason) = self.login_required {
+            return Action::LoginRequired { reason };
         }
         let valid = self.set.is_valid_at(now);
         let due = self.rejected || self.refresh_due_at().is_some_and(|due| now >= due);
@@ -578,12 +588,10 @@ impl Lifecycle {
                     if valid {
                         return Action::UseToken;
                     }
-                    return self.require_login(
-                        "the access token expired and there is no refresh token (offline_access was not granted)",
-                    );
+                    return self.require_login(LoginRequiredReason::NoRefreshToken, None);
                 };
                 if self.set.refresh_expires_at.is_some_and(|exp| now >= exp) {
-                    return self.require_login("the refresh token has expired");
+                    return self.require_login(LoginRequiredReason::RefreshTokenExpired, None);
                 }
                 token::refresh_request(
                     context.token_endpoint(),
@@ -601,7 +609,7 @@ impl Lifecycle {
                 self.in_flight = true;
                 action
             }
-            Err(error) => self.require_login(&format!("no renewal request can be built: {error}")),
+            Err(error) => self.require_login(LoginRequiredReason::NoRenewalRequest, Some(error)),
         }
     }
 
@@ -634,7 +642,7 @@ impl Lifecycle {
                 request,
                 is_refresh: false,
             })),
-            Action::LoginRequired { reason } => Err(Error::LoginRequired(reason)),
+            Action::LoginRequired { .. } => Err(self.login_required_error()),
             Action::Unavailable { error, .. } => Err(error),
             Action::Wait => Err(Error::Renewal("another renewal is running".into())),
         }
@@ -659,9 +667,18 @@ impl Lifecycle {
         self.now = self.now.max(now);
     }
 
-    fn require_login(&mut self, reason: &str) -> Action {
-        let reason = format!("{reason}: the user must log in again");
-        self.login_required = Some(reason.clone());
+    fn require_login(&mut self, reason: LoginRequiredReason, source: Option<Error>) -> Action {
+        self.login_required = Some(reason);
+        self.ended_by = source;
         Action::LoginRequired { reason }
+    }
+
+    /// The [`Error::LoginRequired`] of an ended lifecycle, with the error that ended it.
+    fn login_required_error(&self) -> Error {
+        Error::login_required(
+            self.login_required
+                .unwrap_or(LoginRequiredReason::RefreshTokenRejected),
+            self.ended_by.clone(),
+        )
     }
 }

@@ -44,12 +44,22 @@ pub enum Error {
     /// The userinfo answer was refused.
     #[error(transparent)]
     Userinfo(#[from] UserinfoError),
-    /// The provider does not offer what was asked for.
+    /// The provider does not offer what was asked for (its metadata has no such endpoint).
     #[error("the provider has no {0}; it cannot be used for this")]
     Unsupported(&'static str),
-    /// The session can no longer get tokens: the user must log in again. The text says why.
-    #[error("{0}")]
-    LoginRequired(String),
+    /// The call cannot be made as the caller set it up or used it; nothing was sent.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The session can no longer get tokens: the user must log in again. `reason` says why, for a program to
+    /// match; `source` is the error that ended the session, when there was one.
+    #[error("{reason}: the user must log in again")]
+    LoginRequired {
+        /// Why.
+        reason: LoginRequiredReason,
+        /// The error that ended the session (the provider's `invalid_grant`, ...), if any.
+        #[source]
+        source: Option<Box<Error>>,
+    },
     /// A token renewal could not finish (it was interrupted, or another one is running); trying again may work.
     #[error("the token renewal did not finish ({0}); try again")]
     Renewal(String),
@@ -58,7 +68,76 @@ pub enum Error {
     Store(#[from] crate::store::StoreError),
 }
 
+/// A mistake in how the library was set up or called (not the provider's doing).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    /// A login needs a redirect URI and the client has none.
+    #[error(
+        "no redirect URI is configured for this client: pass one with ClientConfig::with_redirect_uris or \
+         ClientOptions::with_redirect_uri (it must be registered at the provider)"
+    )]
+    NoRedirectUri,
+    /// The session holds no user (client-credentials tokens), so there is nobody to ask about.
+    #[error(
+        "this session has no user (client-credentials sessions have no ID token): ask the userinfo endpoint only \
+         with a login session"
+    )]
+    NoUser,
+}
+
+/// Why a session requires a new login; see [`Error::LoginRequired`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LoginRequiredReason {
+    /// The provider rejected the refresh token (`invalid_grant`: expired, revoked or already used there).
+    RefreshTokenRejected,
+    /// The refresh token's known lifetime is over; no request was sent.
+    RefreshTokenExpired,
+    /// The access token expired and there is no refresh token (`offline_access` was not granted).
+    NoRefreshToken,
+    /// The session was revoked or logged out.
+    Ended,
+    /// The stored tokens belong to another provider.
+    OtherProvider,
+    /// No renewal request could be built (the client's configuration does not allow one).
+    NoRenewalRequest,
+}
+
+impl std::fmt::Display for LoginRequiredReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoginRequiredReason::RefreshTokenRejected => {
+                "the provider rejected the refresh token (invalid_grant)"
+            }
+            LoginRequiredReason::RefreshTokenExpired => "the refresh token has expired",
+            LoginRequiredReason::NoRefreshToken => {
+                "the access token expired and there is no refresh token (ask for offline_access to get one)"
+            }
+            LoginRequiredReason::Ended => "the session was revoked or logged out",
+            LoginRequiredReason::OtherProvider => "the stored tokens are from another provider",
+            LoginRequiredReason::NoRenewalRequest => "no renewal request can be built for this client",
+        })
+    }
+}
+
 impl Error {
+    /// A [`Error::LoginRequired`] for `reason`, caused by `source` if given.
+    pub fn login_required(reason: LoginRequiredReason, source: Option<Error>) -> Error {
+        Error::LoginRequired {
+            reason,
+            source: source.map(Box::new),
+        }
+    }
+
+    /// Why the user must log in again, when this is [`Error::LoginRequired`].
+    pub fn login_required_reason(&self) -> Option<LoginRequiredReason> {
+        match self {
+            Error::LoginRequired { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
     /// The provider's OAuth error, wherever it came from.
     pub fn oauth_error(&self) -> Option<&OAuthError> {
         match self {
@@ -86,7 +165,7 @@ impl Error {
     /// Whether the user must log in again (a refresh token rejected or expired, or a login that needs interaction).
     pub fn is_login_required(&self) -> bool {
         match self {
-            Error::LoginRequired(_) => true,
+            Error::LoginRequired { .. } => true,
             Error::Callback(CallbackError::InteractionRequired(_)) => true,
             _ => self
                 .oauth_error()
@@ -105,8 +184,9 @@ impl Error {
         }
     }
 
-    /// Whether the error says the JWKS should be fetched again (an unknown key id).
-    pub fn needs_jwks_refresh(&self) -> bool {
+    /// Whether the error says the JWKS should be fetched again (an unknown key id); see
+    /// [`KeyCache::handle_check_failure`](crate::jwks::KeyCache::handle_check_failure).
+    pub(crate) fn needs_jwks_refresh(&self) -> bool {
         matches!(self, Error::IdToken(e) if e.needs_jwks_refresh())
     }
 }

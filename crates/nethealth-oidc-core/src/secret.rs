@@ -88,6 +88,16 @@ secret_type!(
     /// An OAuth 2.0 access token, sent as `Authorization: Bearer ...`.
     AccessToken
 );
+impl AccessToken {
+    /// The `Authorization: Bearer ...` header value for this token, marked sensitive so that `http`'s `Debug`
+    /// hides it. A token holding bytes a header cannot carry (which no well-behaved provider sends) gives an empty
+    /// bearer, which every server refuses with 401 and which leaks nothing.
+    pub fn authorization_header(&self) -> http::HeaderValue {
+        crate::wire::bearer(self.expose_secret())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Bearer"))
+    }
+}
+
 secret_type!(
     /// A refresh token. Store it securely: it outlives the access token.
     RefreshToken

@@ -109,7 +109,8 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     fn load(&self) -> Result<Option<TokenSet>, StoreError>;
     /// Replaces the stored set.
     fn save(&self, set: &TokenSet) -> Result<(), StoreError>;
-    /// Forgets the stored set (on logout or revocation).
+    /// Forgets the stored set: on logout or revocation, and when the session finds the set dead (its refresh token
+    /// rejected or expired), so that a later start does not try it again.
     fn clear(&self) -> Result<(), StoreError>;
     /// Takes the store's exclusive lock across processes, waiting for it. A session holds it around a refresh, and
     /// re-reads the store under it: another process may have refreshed already. The default holds nothing.

@@ -9,7 +9,7 @@ use nethealth_oidc_core::id_token::{
     Expectations, IdTokenClaims, IdTokenError, IdTokenVerifier, SigningAlgorithm,
     access_token_hash, check_refresh_continuity,
 };
-use nethealth_oidc_core::jwks::{JwkSet, JwksRefreshLimiter, JwksRefreshPolicy};
+use nethealth_oidc_core::jwks::{JwkSet, JwksRefreshPolicy, KeyAction, KeyCache};
 use nethealth_oidc_core::secret::{AccessToken, ClientSecret, IdToken, Nonce};
 use nethealth_oidc_core::{ClientConfig, UnixTime};
 use serde_json::{Value, json};
@@ -653,7 +653,7 @@ fn key_choice_by_kid_and_without() {
             candidates: 2
         }
     );
-    assert!(!e.needs_jwks_refresh());
+    assert!(!asks_for_keys(&e));
     // With a kid, the right one of several.
     assert!(
         verify(
@@ -675,7 +675,7 @@ fn key_choice_by_kid_and_without() {
             alg: SigningAlgorithm::RS256
         }
     );
-    assert!(e.needs_jwks_refresh());
+    assert!(asks_for_keys(&e));
     // The kid names a key of the wrong type: refused, no refetch.
     let e = verify(
         &RSA_A.token(&header("RS256", Some("ec")), &good_claims()),
@@ -683,7 +683,7 @@ fn key_choice_by_kid_and_without() {
     )
     .unwrap_err();
     assert!(matches!(e, IdTokenError::KeyMismatch { .. }));
-    assert!(!e.needs_jwks_refresh());
+    assert!(!asks_for_keys(&e));
     // A key whose own alg differs does not fit.
     let mut pinned = RSA_A.jwk(Some("a"));
     pinned["alg"] = json!("PS256");
@@ -738,39 +738,46 @@ fn unknown_kid_asks_for_a_rate_limited_refetch() {
     let token = RSA_B.token(&header("RS256", Some("new")), &good_claims());
     let e = verify(&token, &old_set).unwrap_err();
     assert_eq!(e, IdTokenError::UnknownKey { kid: "new".into() });
-    assert!(e.needs_jwks_refresh());
+    assert!(asks_for_keys(&e));
     assert!(e.to_string().contains("fetch the JWKS again"));
 
-    // The driver's loop: refetch only when the limiter allows, then retry once.
-    let mut limiter = JwksRefreshLimiter::new(JwksRefreshPolicy {
-        min_interval: Duration::from_secs(60),
-    });
+    // The driver's loop: ask the key cache, fetch when it says so, then check once more.
+    let jwks_uri = "https://accounts.example.com/jwks".parse().unwrap();
+    let mut cache = KeyCache::new(
+        old_set.clone(),
+        Some(jwks_uri),
+        JwksRefreshPolicy {
+            min_interval: Duration::from_secs(60),
+        },
+    );
     let mut fetches = 0;
-    let mut keys = old_set.clone();
-    let mut drive = |token: &str, now: u64, keys: &mut JwkSet, fetches: &mut u32| match verify_with(
-        &verifier(),
-        token,
-        keys,
-        now,
-    ) {
-        Err(e) if e.needs_jwks_refresh() && limiter.try_acquire(UnixTime::from_secs(now)) => {
-            *fetches += 1;
-            *keys = new_set.clone();
-            verify_with(&verifier(), token, keys, now)
+    let mut drive = |token: &str, now: u64, fetches: &mut u32| {
+        let (keys, generation) = cache.snapshot();
+        let e = match verify_with(&verifier(), token, &keys, now) {
+            Err(e) => e,
+            ok => return ok,
+        };
+        let error = nethealth_oidc_core::Error::IdToken(e.clone());
+        match cache.handle_check_failure(&error, generation, UnixTime::from_secs(now)) {
+            KeyAction::Fetch { .. } => {
+                *fetches += 1;
+                cache.install(new_set.clone());
+                verify_with(&verifier(), token, &cache.keys(), now)
+            }
+            _ => Err(e),
         }
-        other => other,
     };
-    assert!(drive(&token, NOW, &mut keys, &mut fetches).is_ok());
-    assert_eq!(fetches, 1);
+    assert!(drive(&token, NOW, &mut fetches).is_ok());
+    assert_eq!(fetches, 1, "the first refetch is allowed at once");
     // A flood of random kids: at most one refetch per minute.
     for i in 0..1_000u64 {
         let kid = format!("random-{i}");
         let forged = RSA_B.token(&header("RS256", Some(&kid)), &good_claims());
         let now = NOW + i / 10; // 100 seconds of flood
-        let e = drive(&forged, now, &mut keys, &mut fetches).unwrap_err();
+        let e = drive(&forged, now, &mut fetches).unwrap_err();
         assert!(matches!(e, IdTokenError::UnknownKey { .. }));
     }
-    assert_eq!(fetches, 2, "one refetch at the start, one after 60 s");
+    assert_eq!(fetches, 2, "the rotation at the start, one more after 60 s");
 }
 
 #[test]
@@ -792,7 +799,7 @@ fn empty_usable_set_is_reported_clearly() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(e.needs_jwks_refresh());
+    assert!(asks_for_keys(&e));
     assert!(e.to_string().contains("no usable signing key"));
 }
 
@@ -881,4 +888,19 @@ fn verifier_is_shareable() {
     // Debug never shows the client secret.
     let v = IdTokenVerifier::new(ISSUER, &client(), &algs(&["HS256"]));
     assert!(!format!("{v:?}").contains("client-secret-123"));
+}
+
+/// Whether a key cache would fetch the keys again after this error (it never does for errors new keys cannot fix).
+fn asks_for_keys(e: &IdTokenError) -> bool {
+    let jwks_uri = "https://accounts.example.com/jwks".parse().unwrap();
+    let mut cache = KeyCache::new(
+        JwkSet::default(),
+        Some(jwks_uri),
+        JwksRefreshPolicy::default(),
+    );
+    let error = nethealth_oidc_core::Error::IdToken(e.clone());
+    matches!(
+        cache.handle_check_failure(&error, 0, UnixTime::from_secs(NOW)),
+        KeyAction::Fetch { .. }
+    )
 }

@@ -10,7 +10,8 @@ use nethealth_oidc_core::lifecycle::{Action, GrantKind, Lifecycle, LifecycleConf
 use nethealth_oidc_core::secret::{ClientSecret, RefreshToken};
 use nethealth_oidc_core::token::{self, TokenResponse};
 use nethealth_oidc_core::{
-    ClientConfig, Error, ErrorCode, GrantedScopes, ScopeSource, Scopes, TransportError, UnixTime,
+    ClientConfig, Error, ErrorCode, GrantedScopes, LoginRequiredReason, ScopeSource, Scopes,
+    TransportError, UnixTime,
 };
 
 const T0: u64 = 1_700_000_000;
@@ -183,9 +184,20 @@ fn invalid_grant_means_login_required() {
     assert_eq!(error.oauth_error().unwrap().code, ErrorCode::InvalidGrant);
     sim.lc.handle_failure(sim.now, error.into());
     match sim.poll() {
-        Action::LoginRequired { reason } => assert!(reason.contains("log in again"), "{reason}"),
+        Action::LoginRequired { reason } => {
+            assert_eq!(reason, LoginRequiredReason::RefreshTokenRejected)
+        }
         other => panic!("{other:?}"),
     }
+    // The error callers get names the reason and keeps the provider's answer as its source.
+    let err = sim.lc.poll_renewal(sim.now, &sim.ctx).unwrap_err();
+    assert_eq!(
+        err.login_required_reason(),
+        Some(LoginRequiredReason::RefreshTokenRejected)
+    );
+    assert!(err.to_string().contains("log in again"), "{err}");
+    let source = std::error::Error::source(&err).expect("the invalid_grant is kept");
+    assert!(source.to_string().contains("invalid_grant"), "{source}");
     assert_eq!(sim.lc.poll_timeout(), None);
 }
 
@@ -198,7 +210,7 @@ fn expired_refresh_token_requires_login_without_a_request() {
     let mut sim = Sim::new(set, GrantKind::AuthorizationCode, config);
     match sim.at(3540) {
         Action::LoginRequired { reason } => {
-            assert!(reason.contains("refresh token has expired"), "{reason}")
+            assert_eq!(reason, LoginRequiredReason::RefreshTokenExpired)
         }
         other => panic!("{other:?}"),
     }
@@ -445,7 +457,10 @@ fn no_refresh_token_means_login_after_expiry() {
         "valid, nothing to refresh with"
     );
     match sim.at(100) {
-        Action::LoginRequired { reason } => assert!(reason.contains("offline_access"), "{reason}"),
+        Action::LoginRequired { reason } => {
+            assert_eq!(reason, LoginRequiredReason::NoRefreshToken);
+            assert!(reason.to_string().contains("offline_access"), "{reason}");
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -619,6 +634,46 @@ fn driver_helpers_adopt_newer_sets_classify_failures_and_bound_hand_outs() {
     assert!(matches!(
         sim.lc
             .poll_renewal(UnixTime::from_secs(T0 + 3562), &sim.ctx),
-        Err(Error::LoginRequired(_))
+        Err(Error::LoginRequired {
+            reason: LoginRequiredReason::RefreshTokenRejected,
+            source: Some(_),
+        })
     ));
+}
+
+#[test]
+fn a_refresh_keeps_the_launch_context_and_new_values_win() {
+    let mut set = login_set(3600, Some("rt-0"), "openid");
+    for (k, v) in [
+        ("patient", serde_json::json!("p-123")),
+        ("encounter", serde_json::json!("e-9")),
+        ("need_patient_banner", serde_json::json!(true)),
+        ("fhirContext", serde_json::json!([{"reference": "Group/7"}])),
+    ] {
+        set.extra.insert(k.into(), v);
+    }
+    let mut sim = Sim::new(
+        set,
+        GrantKind::AuthorizationCode,
+        LifecycleConfig::default(),
+    );
+    assert!(matches!(sim.jump(), Action::Refresh { .. }));
+    sim.answer(
+        serde_json::json!({"access_token":"at-1","token_type":"bearer","expires_in":3600,
+            "need_patient_banner": false, "smart_style_url": "https://ehr.example/style"}),
+        None,
+    )
+    .unwrap();
+    let extra = &sim.lc.token_set().extra;
+    assert_eq!(
+        extra["patient"], "p-123",
+        "kept: the response did not carry it"
+    );
+    assert_eq!(extra["encounter"], "e-9");
+    assert_eq!(extra["fhirContext"][0]["reference"], "Group/7");
+    assert_eq!(extra["need_patient_banner"], false, "the new value wins");
+    assert_eq!(
+        extra["smart_style_url"], "https://ehr.example/style",
+        "new fields are added"
+    );
 }

@@ -8,7 +8,9 @@ use crate::Session;
 
 /// A [`reqwest::Client`] bound to a [`Session`]: every request carries `Authorization: Bearer <token>`, with a
 /// token that is valid when sent. When the API answers `401` with `WWW-Authenticate: Bearer error="invalid_token"`,
-/// the session renews the token once and the request is sent once more (if its body can be replayed).
+/// the session renews the token once (only if it still holds the refused token, so concurrent refusals cause one
+/// renewal) and the request is sent once more with the new token (if its body can be replayed); the refused token is
+/// never sent again.
 #[derive(Debug, Clone)]
 pub struct AuthorizedClient {
     session: Session,
@@ -49,8 +51,9 @@ impl AuthorizedClient {
         let (client, request) = request.build_split();
         let request = request.map_err(io_error)?;
         let retry = request.try_clone();
-        let token = self.session.access_token().await?;
-        let response = execute(&client, request, &self.session).await?;
+        // The token is read once: the one sent is the one reported if the API refuses it.
+        let (token, header) = self.session.credentials().await?;
+        let response = execute(&client, request, header).await?;
         if response.status() != reqwest::StatusCode::UNAUTHORIZED || !invalid_token(&response) {
             return Ok(response);
         }
@@ -58,17 +61,22 @@ impl AuthorizedClient {
             return Ok(response);
         };
         tracing::debug!("the API refused the access token as invalid; renewing it once");
+        // Renews only if the session still holds the refused token (concurrent refusals cause one renewal).
         self.session.token_rejected(&token);
-        execute(&client, retry, &self.session).await
+        let (fresh, header) = self.session.credentials().await?;
+        if fresh.ct_eq(&token) {
+            // Nothing new to send: the refused token is never sent again.
+            return Ok(response);
+        }
+        execute(&client, retry, header).await
     }
 }
 
 async fn execute(
     client: &reqwest::Client,
     mut request: reqwest::Request,
-    session: &Session,
+    header: http::HeaderValue,
 ) -> Result<reqwest::Response, Error> {
-    let header = session.authorization_header().await?;
     request.headers_mut().insert(AUTHORIZATION, header);
     client.execute(request).await.map_err(io_error)
 }

@@ -13,7 +13,9 @@ use nethealth_oidc_core::secret::{AccessToken, State};
 use nethealth_oidc_core::store::{AsyncTokenStore, SessionOptions};
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{Endpoint, Error, GrantedScopes, UnixTime};
+use nethealth_oidc_core::{
+    Endpoint, Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError,
+};
 use tokio::sync::watch;
 use url::Url;
 
@@ -35,6 +37,10 @@ type Shared = Option<Result<Arc<AccessToken>, Error>>;
 /// lock or any I/O. When it is due, exactly one renewal runs, however many callers are waiting; it runs on its own
 /// task, so a caller that gives up does not cancel it. The renewed set is stored **before** the new token is
 /// handed out.
+///
+/// When the session can no longer get tokens (the refresh token was rejected or has expired), it removes the dead
+/// set from the store, under the store's lock and only if the store still holds that very set (another process may
+/// have stored a good one): a later [`Client::resume`] then finds nothing and the user logs in again.
 #[derive(Clone)]
 pub struct Session {
     inner: Arc<Inner>,
@@ -89,8 +95,9 @@ impl Client {
             .as_ref()
             .is_some_and(|c| c.iss != self.provider().issuer())
         {
-            return Err(Error::LoginRequired(
-                "the stored tokens are from another provider: the user must log in again".into(),
+            return Err(Error::login_required(
+                LoginRequiredReason::OtherProvider,
+                None,
             ));
         }
         Session::start(
@@ -165,14 +172,20 @@ impl Session {
 
     /// `Authorization: Bearer ...` for a valid access token (marked sensitive).
     pub async fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        Ok(self.credentials().await?.1)
+    }
+
+    /// A valid access token and its header, read together once: the header is always the token's.
+    pub(crate) async fn credentials(&self) -> Result<(Arc<AccessToken>, HeaderValue), Error> {
         let now = self.inner.client.provider().clock().now().as_secs();
         let cached = self.inner.cache.load();
         if now < cached.use_until {
-            return Ok(cached.header.clone());
+            return Ok((Arc::clone(&cached.token), cached.header.clone()));
         }
         drop(cached);
-        self.renew().await?;
-        Ok(self.inner.cache.load().header.clone())
+        let token = self.renew().await?;
+        let header = token.authorization_header();
+        Ok((token, header))
     }
 
     /// What the user granted.
@@ -200,9 +213,7 @@ impl Session {
         let sub = lock(&self.inner.lifecycle)
             .id_claims()
             .map(|c| c.sub.clone())
-            .ok_or(Error::Unsupported(
-                "ID token in this session (client-credentials sessions have no user)",
-            ))?;
+            .ok_or(Error::Usage(UsageError::NoUser))?;
         let token = self.access_token().await?;
         self.inner.client.userinfo(&token, &sub).await
     }
@@ -223,7 +234,7 @@ impl Session {
         self.inner.store.clear().await?;
         *lock(&self.inner.unsaved) = None;
         let mut lc = lock(&self.inner.lifecycle);
-        lc.end("the session was revoked: the user must log in again");
+        lc.end(LoginRequiredReason::Ended);
         // An ended lifecycle hands nothing out: every caller now goes to the slow path and hears why.
         self.inner.cache.store(Arc::new(cached(&lc)));
         Ok(())
@@ -297,6 +308,18 @@ impl Session {
         }
         // Across processes: hold the store's lock and re-read it; another process may have renewed already.
         let _store_lock = self.inner.store.lock().await?;
+        let result = self.renew_locked().await;
+        if matches!(result, Err(Error::LoginRequired { .. })) {
+            // Still under the store's lock: a dead set leaves the store, so a later start does not try it again.
+            if let Err(e) = self.forget_dead_set().await {
+                tracing::warn!(error = %e, "the dead token set could not be removed from the store");
+            }
+        }
+        result
+    }
+
+    /// The renewal proper, under the store's lock.
+    async fn renew_locked(&self) -> Result<Arc<AccessToken>, Error> {
         self.adopt_stored().await?;
         for attempt in 0..2 {
             let now = self.now();
@@ -327,8 +350,9 @@ impl Session {
                 token
             });
         }
-        Err(Error::LoginRequired(
-            "the refresh token was rejected twice: the user must log in again".into(),
+        Err(Error::login_required(
+            LoginRequiredReason::RefreshTokenRejected,
+            None,
         ))
     }
 
@@ -384,9 +408,27 @@ impl Session {
         }
     }
 
+    /// Clears the store if it still holds the set that failed (re-read first: another process may have stored a
+    /// good one). Returns whether it cleared.
+    async fn forget_dead_set(&self) -> Result<bool, Error> {
+        let Some(stored) = self.load_stored().await? else {
+            return Ok(false);
+        };
+        if !lock(&self.inner.lifecycle).is_dead_set(&stored) {
+            return Ok(false);
+        }
+        self.inner.store.clear().await?;
+        tracing::debug!("removed the dead token set from the store");
+        Ok(true)
+    }
+
+    async fn load_stored(&self) -> Result<Option<TokenSet>, Error> {
+        Ok(self.inner.store.load().await?)
+    }
+
     /// Adopts the stored set if another process renewed it; returns whether it did.
     async fn adopt_stored(&self) -> Result<bool, Error> {
-        let Some(stored) = self.inner.store.load().await? else {
+        let Some(stored) = self.load_stored().await? else {
             return Ok(false);
         };
         let adopted = lock(&self.inner.lifecycle).handle_stored(stored);

@@ -99,6 +99,7 @@
 //! | [`set_discovery_issuer`](TestKit::set_discovery_issuer) | discovery names another issuer |
 //! | [`set_callback_iss`](TestKit::set_callback_iss) | the callback carries this `iss` (RFC 9207) |
 //! | [`set_prompt_none`](TestKit::set_prompt_none) | how `prompt=none` is answered (`login_required`, `consent_required`) |
+//! | [`set_launch_context`](TestKit::set_launch_context) | extra fields (SMART `patient`, ...) in code-exchange token responses only |
 //! | [`requests`](TestKit::requests), [`transcript`](TestKit::transcript), [`clear_transcript`](TestKit::clear_transcript) | per-endpoint counters, and the ordered `"METHOD /path"` list of requests |
 //!
 //! ```
@@ -638,6 +639,12 @@ impl TestKit {
     /// How `prompt=none` is answered.
     pub fn set_prompt_none(&self, answer: PromptNone) {
         self.shared.lock().prompt_none = answer;
+    }
+
+    /// Adds these fields (a SMART launch context: `patient`, `encounter`, `fhirContext`, ...) to the token
+    /// responses of code exchanges; refresh responses do not carry them, as at SMART servers. Empty: none.
+    pub fn set_launch_context(&self, fields: serde_json::Map<String, serde_json::Value>) {
+        self.shared.lock().launch_context = fields;
     }
 
     // --- Observing --------------------------------------------------------------------------------------------

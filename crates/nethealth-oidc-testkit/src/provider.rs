@@ -826,7 +826,23 @@ pub(crate) fn issue_tokens(
     } else {
         None
     };
-    token_response(cfg, state, at, id, refresh, scopes)
+    let mut reply = token_response(cfg, state, at, id, refresh, scopes);
+    if !state.launch_context.is_empty() {
+        reply = with_fields(reply, &state.launch_context);
+    }
+    reply
+}
+
+/// Adds `fields` to a JSON token response (a SMART launch context), keeping what it has.
+fn with_fields(reply: Reply, fields: &Map<String, Value>) -> Reply {
+    let (parts, body) = reply.into_parts();
+    let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(&body) else {
+        return Reply::from_parts(parts, body);
+    };
+    for (k, v) in fields {
+        map.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    json(parts.status, &Value::Object(map))
 }
 
 fn token_response(

@@ -115,6 +115,8 @@ pub(crate) struct State {
     pub(crate) discovery_issuer: Option<String>,
     pub(crate) callback_iss: Option<String>,
     pub(crate) prompt_none: PromptNone,
+    /// Extra fields of code-exchange token responses (a SMART launch context); refresh responses omit them.
+    pub(crate) launch_context: serde_json::Map<String, serde_json::Value>,
     /// The logged-in user of the one browser session the site models.
     pub(crate) session: Option<String>,
     /// `(username, client_id)` -> scopes the user chose to remember.
@@ -161,6 +163,7 @@ impl Shared {
             discovery_issuer: None,
             callback_iss: None,
             prompt_none: PromptNone::Natural,
+            launch_context: serde_json::Map::new(),
             session: None,
             remembered: HashMap::new(),
             counts: HashMap::new(),

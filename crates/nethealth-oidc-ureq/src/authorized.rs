@@ -8,7 +8,8 @@ use crate::Session;
 
 /// A [`ureq::Agent`] bound to a [`Session`]: every request carries `Authorization: Bearer <token>`, with a token
 /// that is valid when sent. When the API answers `401` with `WWW-Authenticate: Bearer error="invalid_token"`, the
-/// session renews the token once and the request is sent once more.
+/// session renews the token once (only if it still holds the refused token, so concurrent refusals cause one
+/// renewal) and the request is sent once more with the new token; the refused token is never sent again.
 ///
 /// Requests are `http::Request<Vec<u8>>` values, so the body can always be replayed; 4xx and 5xx come back as
 /// responses, not errors, whatever the agent's own settings.
@@ -42,21 +43,28 @@ impl AuthorizedClient {
         &self,
         request: http::Request<Vec<u8>>,
     ) -> Result<http::Response<ureq::Body>, Error> {
-        let token = self.session.access_token()?;
-        let response = self.execute(request.clone())?;
+        // The token is read once: the one sent is the one reported if the API refuses it.
+        let (token, header) = self.session.credentials()?;
+        let response = self.execute(request.clone(), header)?;
         if response.status() != http::StatusCode::UNAUTHORIZED || !invalid_token(&response) {
             return Ok(response);
         }
         tracing::debug!("the API refused the access token as invalid; renewing it once");
+        // Renews only if the session still holds the refused token (concurrent refusals cause one renewal).
         self.session.token_rejected(&token);
-        self.execute(request)
+        let (fresh, header) = self.session.credentials()?;
+        if fresh.ct_eq(&token) {
+            // Nothing new to send: the refused token is never sent again.
+            return Ok(response);
+        }
+        self.execute(request, header)
     }
 
     fn execute(
         &self,
         mut request: http::Request<Vec<u8>>,
+        header: http::HeaderValue,
     ) -> Result<http::Response<ureq::Body>, Error> {
-        let header = self.session.authorization_header()?;
         request.headers_mut().insert(AUTHORIZATION, header);
         let place = format!(
             " (to {}{})",

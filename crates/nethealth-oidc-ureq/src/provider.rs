@@ -1,12 +1,12 @@
 //! [`Provider`]: a discovered OpenID Provider with its signing keys cached, and [`Client`]: one registered client
 //! of it, which logs users in.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use nethealth_oidc_core::authorize::{AuthorizationRequest, PendingLogin};
 use nethealth_oidc_core::context::{ClientContext, ClientOptions, Grant};
 use nethealth_oidc_core::discovery::{self, ProviderMetadata};
-use nethealth_oidc_core::jwks::{self, JwkSet, JwksRefreshLimiter, JwksRefreshPolicy};
+use nethealth_oidc_core::jwks::{self, JwkSet, JwksRefreshPolicy, KeyAction, KeyCache};
 use nethealth_oidc_core::registration::{
     self, ClientMetadata, NetHealthRegistration, RegisteredClient,
 };
@@ -25,7 +25,8 @@ pub use nethealth_oidc_store::SystemClock;
 ///
 /// An ID token signed with a key the cache does not know makes the provider fetch its JWKS again, at most once
 /// per [`JwksRefreshPolicy::min_interval`], so a flood of tokens with made-up key ids cannot hammer the provider.
-/// A failed fetch keeps the last good keys.
+/// The fetch at discovery does not count: a key rotated right after start is fetched at once. A failed fetch keeps
+/// the last good keys.
 #[derive(Debug, Clone)]
 pub struct Provider {
     inner: Arc<ProviderInner>,
@@ -35,8 +36,7 @@ pub struct Provider {
 struct ProviderInner {
     http: HttpClient,
     metadata: ProviderMetadata,
-    keys: RwLock<Arc<JwkSet>>,
-    limiter: Mutex<JwksRefreshLimiter>,
+    keys: Mutex<KeyCache>,
     refetch: Mutex<()>,
     clock: Arc<dyn Clock>,
 }
@@ -80,14 +80,16 @@ impl Provider {
         clock: Arc<dyn Clock>,
     ) -> Result<Provider, Error> {
         metadata.check_endpoints()?;
-        let mut limiter = JwksRefreshLimiter::new(JwksRefreshPolicy::default());
-        limiter.record_fetch(clock.now());
+        let keys = KeyCache::new(
+            keys,
+            metadata.jwks_uri.clone(),
+            JwksRefreshPolicy::default(),
+        );
         Ok(Provider {
             inner: Arc::new(ProviderInner {
                 http,
                 metadata,
-                keys: RwLock::new(Arc::new(keys)),
-                limiter: Mutex::new(limiter),
+                keys: Mutex::new(keys),
                 refetch: Mutex::new(()),
                 clock,
             }),
@@ -116,61 +118,73 @@ impl Provider {
 
     /// The signing keys as cached now.
     pub fn keys(&self) -> Arc<JwkSet> {
-        Arc::clone(&self.inner.keys.read().unwrap_or_else(|p| p.into_inner()))
+        self.key_cache().keys()
     }
 
-    /// Fetches the JWKS again if the rate limit allows; returns whether the keys were fetched. Concurrent callers
+    fn key_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.inner.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fetches the JWKS again if the rate limit allows; returns whether the keys changed. Concurrent callers
     /// share one fetch.
     pub fn refresh_keys(&self) -> Result<bool, Error> {
-        let before = self.keys();
-        let _one_at_a_time = self.inner.refetch.lock().unwrap_or_else(|p| p.into_inner());
-        if !Arc::ptr_eq(&before, &self.keys()) {
-            return Ok(true); // Another caller fetched them while this one waited.
-        }
-        let now = self.inner.clock.now();
-        if !self
-            .inner
-            .limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .try_acquire(now)
-        {
-            tracing::debug!("JWKS refetch refused by the rate limit");
-            return Ok(false);
-        }
-        let uri = self
-            .inner
-            .metadata
-            .jwks_uri
-            .as_ref()
-            .ok_or(Error::Unsupported("jwks_uri"))?;
-        let response = self.inner.http.send(
-            Endpoint::Jwks,
-            RequestKind::Idempotent,
-            jwks::jwks_request(uri),
-        )?;
-        let keys = jwks::parse_jwks(&response)?;
-        *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        tracing::debug!("JWKS fetched again");
-        Ok(true)
+        let (_, generation) = self.key_cache().snapshot();
+        self.refetch(generation, |cache, now| cache.poll_refetch(generation, now))
     }
 
-    /// Runs `check` with the cached keys; if it asks for new keys (an unknown key id), fetches them (rate-limited)
-    /// and runs it once more.
+    /// Runs `check` with the cached keys; if it failed for want of a key (an unknown key id), fetches them
+    /// (rate-limited, one fetch for concurrent callers) and runs it once more.
     pub(crate) fn with_keys<T>(
         &self,
         check: impl Fn(&JwkSet) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        match check(&self.keys()) {
-            Err(e) if e.needs_jwks_refresh() => {
-                if self.refresh_keys()? {
-                    check(&self.keys())
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
+        let (keys, generation) = self.key_cache().snapshot();
+        let error = match check(&keys) {
+            Err(error) => error,
+            ok => return ok,
+        };
+        let changed = self.refetch(generation, |cache, now| {
+            cache.handle_check_failure(&error, generation, now)
+        })?;
+        if changed {
+            check(&self.keys())
+        } else {
+            Err(error)
         }
+    }
+
+    /// One refetch at a time: asks `decide` (under the cache's lock) what to do, and fetches if told to. Returns
+    /// whether the keys are newer than `generation`.
+    fn refetch(
+        &self,
+        generation: u64,
+        decide: impl FnOnce(&mut KeyCache, nethealth_oidc_core::UnixTime) -> KeyAction,
+    ) -> Result<bool, Error> {
+        let _one_at_a_time = self.inner.refetch.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.inner.clock.now();
+        let action = decide(&mut self.key_cache(), now);
+        let request = match action {
+            KeyAction::Fetch { request } => request,
+            KeyAction::CheckAgain => return Ok(true),
+            _ => {
+                let cache = self.key_cache();
+                if cache.snapshot().1 == generation {
+                    tracing::debug!(
+                        next_allowed = cache.limiter().next_allowed().as_secs(),
+                        "JWKS refetch refused by the rate limit"
+                    );
+                }
+                return Ok(false);
+            }
+        };
+        let response = self
+            .inner
+            .http
+            .send(Endpoint::Jwks, RequestKind::Idempotent, request)?;
+        let keys = jwks::parse_jwks(&response)?;
+        tracing::debug!(keys = keys.keys().len(), "JWKS fetched again");
+        self.key_cache().install(keys);
+        Ok(true)
     }
 
     /// Registers a client by RFC 7591 dynamic registration, with an optional initial access token.

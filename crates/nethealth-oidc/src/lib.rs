@@ -28,7 +28,8 @@ pub use oidc_core::retry::{RetryPolicy, TransportConfig};
 pub use oidc_core::secret::{AccessToken, ClientSecret, RefreshToken};
 pub use oidc_core::store::{AsyncKeyedTokenStore, AsyncTokenStore, SessionOptions, TokenHook};
 pub use oidc_core::{
-    ClientConfig, Error, GrantedScopes, ManualClock, Scopes, TokenAuthMethod, UnixTime,
+    ClientConfig, Error, GrantedScopes, LoginRequiredReason, ManualClock, Scopes, TokenAuthMethod,
+    UnixTime, UsageError,
 };
 
 #[cfg(feature = "async")]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nethealth_oidc::core::authorize::CallbackError;
 use nethealth_oidc::core::discovery::DiscoveryError;
+use nethealth_oidc::core::id_token::IdTokenError;
 use nethealth_oidc::core::{ScopeSource, TransportError};
 use nethealth_oidc::{
     ClientMetadata, ClientOptions, Error, FileStore, HttpClient, NetHealthRegistration, Pkce,
@@ -266,10 +267,16 @@ async fn a_key_rotated_between_logins_is_fetched_once_and_refetches_are_rate_lim
     advance(&kit, &clock, Duration::from_secs(61));
     kit.rotate_keys_unpublished();
     let err = login(&client, Consent::GrantAll).await.unwrap_err();
-    assert!(err.needs_jwks_refresh(), "{err:?}");
+    assert!(
+        matches!(err, Error::IdToken(IdTokenError::UnknownKey { .. })),
+        "{err:?}"
+    );
     assert_eq!(kit.requests(Endpoint::Jwks), 3);
     let err = login(&client, Consent::GrantAll).await.unwrap_err();
-    assert!(err.needs_jwks_refresh(), "{err:?}");
+    assert!(
+        matches!(err, Error::IdToken(IdTokenError::UnknownKey { .. })),
+        "{err:?}"
+    );
     assert_eq!(kit.requests(Endpoint::Jwks), 3, "rate-limited");
     kit.publish_keys();
     advance(&kit, &clock, Duration::from_secs(61));
