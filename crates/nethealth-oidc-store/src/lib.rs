@@ -11,6 +11,8 @@
 //!   [`StoreError::Corrupt`] and is never silently replaced.
 //!
 //! - `KeyringStore` (feature `keyring`) keeps it in the OS credential store.
+//! - `RedisStore` (feature `redis`) keeps it in Redis for a fleet of replicas: a fenced lease so that exactly one
+//!   replica refreshes, optional AES-256-GCM encryption at rest.
 //!
 //! The sessions in `nethealth-oidc-reqwest` and `nethealth-oidc-ureq` persist a rotated refresh token **before**
 //! they hand out the new access token; if [`TokenStore::save`] fails, the caller gets the error and the stored set
@@ -24,9 +26,13 @@ pub use nethealth_oidc_core::store::{MemoryStore, StoreError, StoreGuard, TokenS
 mod file;
 #[cfg(feature = "keyring")]
 mod keyring_store;
+#[cfg(feature = "redis")]
+mod redis_store;
 
 #[cfg(feature = "keyring")]
 pub use keyring_store::KeyringStore;
+#[cfg(feature = "redis")]
+pub use redis_store::{EncryptionKey, RedisOptions, RedisStore};
 
 /// The system clock, as the transports read it: Unix seconds from [`std::time::SystemTime`]. (The core never reads
 /// a clock; this crate holds what touches the operating system.)

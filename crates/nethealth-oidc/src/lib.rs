@@ -7,12 +7,15 @@
 //! - The blocking API (feature `blocking`, on by default) has the same names under [`blocking`], over ureq, with no
 //!   async runtime.
 //! - [`core`] is the sans-IO protocol core, for libraries that bring their own HTTP client.
-//! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`], and `KeyringStore` with the `keyring` feature.
+//! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`], `KeyringStore` with the `keyring` feature,
+//!   `RedisStore` with the `redis` feature.
 
 pub use nethealth_oidc_store::{FileStore, MemoryStore, StoreError, SystemClock, TokenStore};
 
 #[cfg(feature = "keyring")]
 pub use nethealth_oidc_store::KeyringStore;
+#[cfg(feature = "redis")]
+pub use nethealth_oidc_store::{EncryptionKey, RedisOptions, RedisStore};
 pub use oidc_core as core;
 pub use oidc_core::authorize::{AuthorizationRequest, PendingLogin, Pkce, Prompt};
 pub use oidc_core::context::{ClientOptions, Grant};
