@@ -8,6 +8,8 @@
 
 use std::process::{Command, ExitCode};
 
+mod redis;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -82,6 +84,8 @@ fn ci() -> Result<(), String> {
         ],
         &[],
     )?;
+    // Stopped (by its pid) when this function returns, also on failure.
+    let redis = redis::RedisServer::start()?;
     run(
         &cargo,
         &[
@@ -91,7 +95,7 @@ fn ci() -> Result<(), String> {
             "--all-features",
             "--locked",
         ],
-        &[],
+        &[(redis::ENV, redis.url())],
     )?;
     run(&cargo, &["test", "--workspace", "--doc", "--locked"], &[])?;
     run(
