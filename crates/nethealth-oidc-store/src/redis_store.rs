@@ -178,7 +178,7 @@ struct Lease {
 /// - [`save`](TokenStore::save) is one `SET` (or, under a lease, one fenced script) of a versioned envelope that
 ///   records its key, so a value copied from another key is reported as [`StoreError::Corrupt`]; with
 ///   [`RedisOptions::with_encryption`] the set is sealed with AES-256-GCM, its key bound as associated data.
-/// - [`lock`](TokenStore::lock) takes a lease (`SET key:lease owner NX PX ttl`), renewed by a background thread
+/// - [`lock`](TokenStore::lock) takes a lease (`SET key:lease owner NX PX ttl`, the owner `pid:random`), renewed by a background thread
 ///   while the guard lives and released by a compare-and-delete script when it drops. While a lease is held, `save`
 ///   succeeds only if Redis still names this owner ([`StoreError::LeaseLost`] otherwise).
 /// - Every command has a timeout; an unreachable or slow server gives [`StoreError::Unavailable`], bad credentials
@@ -458,7 +458,9 @@ impl TokenStore for RedisStore {
         aws_lc_rs::rand::fill(&mut owner).map_err(|_| {
             StoreError::Other("the system RNG failed; the lease owner could not be drawn".into())
         })?;
-        let owner: String = owner.iter().map(|b| format!("{b:02x}")).collect();
+        // `pid:random`: unique, and it tells an operator (or a test) which process holds the lease.
+        let random: String = owner.iter().map(|b| format!("{b:02x}")).collect();
+        let owner = format!("{}:{random}", std::process::id());
         let options = &self.shared.options;
         let ttl_ms = u64::try_from(options.lease.as_millis()).unwrap_or(u64::MAX);
         let lease_key = self.lease_key();
