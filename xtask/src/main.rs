@@ -2,8 +2,8 @@
 //!
 //! - `ci`: everything CI checks: formatting, clippy with warnings denied, all tests, and the docs with warnings
 //!   denied. This is the README's test command. It starts what the tests need itself: the oidc-provider peer
-//!   (`peer`), installed with npm when missing, on a free loopback port, stopped by its pid afterwards, also on
-//!   failure and on Ctrl-C (`service`).
+//!   (`peer`), installed with npm when missing, and redis-server (`redis`), installed with apt when missing, each on a
+//!   free loopback port, stopped by its pid afterwards, also on failure and on Ctrl-C (`service`).
 //! - `with-peers COMMAND...`: starts the peers as `ci` does, runs one command with their issuers in the
 //!   environment (e.g. `cargo xtask with-peers cargo test -p nethealth-oidc --test oidc_provider`), then stops them.
 //! - `bench`: the criterion benchmarks, with their ratios checked against the stated targets.
@@ -13,6 +13,7 @@
 use std::process::{Command, ExitCode};
 
 mod peer;
+mod redis;
 mod service;
 
 fn main() -> ExitCode {
@@ -74,14 +75,17 @@ fn demo() -> Result<(), String> {
     )
 }
 
-/// The peers' issuers, by the variable that names each to the tests, and the guards that stop them when dropped.
+/// The peers' issuers (and redis-server's URL), by the variable that names each to the tests, and the guards that
+/// stop them when dropped.
 struct Peers {
     issuers: Vec<(&'static str, String)>,
     _services: Vec<service::Service>,
+    _redis: redis::RedisServer,
 }
 
 impl Peers {
-    /// Checks for node, installs the peer's packages when missing, and starts every [`peer::PEERS`] instance.
+    /// Checks for node, installs the peer's packages when missing, starts every [`peer::PEERS`] instance, then
+    /// redis-server (installed with apt when missing).
     fn start() -> Result<Peers, String> {
         peer::check_node()?;
         peer::install()?;
@@ -98,9 +102,12 @@ impl Peers {
             issuers.push((instance.issuer_var, issuer));
             services.push(service);
         }
+        let redis = redis::RedisServer::start()?;
+        issuers.push((redis::ENV, redis.url().to_owned()));
         Ok(Peers {
             issuers,
             _services: services,
+            _redis: redis,
         })
     }
 
@@ -143,7 +150,7 @@ fn ci() -> Result<(), String> {
         ],
         &[],
     )?;
-    // Dropping `peers` stops them, also on an early `?`.
+    // Dropping `peers` stops them (and redis-server), also on an early `?`.
     let peers = Peers::start()?;
     run(
         &cargo,

@@ -57,6 +57,45 @@ pub enum StoreError {
     /// The token set could not be serialized.
     #[error("the token set could not be serialized ({0}); this is a bug: please report it")]
     Serialize(String),
+    /// A networked store (Redis) could not be reached or did not answer in time; nothing was changed.
+    #[error(
+        "the token store {store} is unavailable ({reason}); check that it is running and reachable (a still-valid token is served meanwhile)"
+    )]
+    Unavailable {
+        /// The store, without credentials (`redis://host:port/db key`).
+        store: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A networked store refused the credentials.
+    #[error(
+        "the token store {store} refused the credentials ({reason}); check the password (or ACL user) in its URL"
+    )]
+    Unauthorized {
+        /// The store, without credentials.
+        store: String,
+        /// What the store said.
+        reason: String,
+    },
+    /// The lease on the store's lock expired or was taken by another process before the save, so the set was not
+    /// stored: a stale holder never overwrites a newer token.
+    #[error(
+        "the lease on {store} was lost before the save (it expired or another process took it); nothing was overwritten: the session stores its set again under a new lease"
+    )]
+    LeaseLost {
+        /// The store, without credentials.
+        store: String,
+    },
+    /// The store's lock stayed held by another process for longer than the caller waits.
+    #[error(
+        "waited {waited_ms} ms for the lock on {store}, held by another process; retry later, or raise the lock wait"
+    )]
+    LockTimeout {
+        /// The store, without credentials.
+        store: String,
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
     /// Another store-specific failure (for stores outside this crate).
     #[error("the token store failed: {0}")]
     Other(String),

@@ -301,13 +301,16 @@ impl Session {
 
     /// One renewal, run by exactly one task at a time.
     async fn renew_now(&self) -> Result<Arc<AccessToken>, Error> {
-        // A set renewed earlier whose storing failed is stored first.
-        let unsaved = lock(&self.inner.unsaved).take();
-        if let Some(set) = unsaved {
-            self.persist_and_install(set).await?;
-        }
-        // Across processes: hold the store's lock and re-read it; another process may have renewed already.
-        let _store_lock = self.inner.store.lock().await?;
+        // Across processes: hold the store's lock and re-read it; another process may have renewed already. A
+        // store that fails here (down, slow, lock held too long) leaves callers the current token while it is valid.
+        let locked = match self.inner.store.lock().await {
+            Ok(guard) => self.adopt_stored().await.map(|_| guard),
+            Err(e) => Err(e.into()),
+        };
+        let _store_lock = match locked {
+            Ok(guard) => guard,
+            Err(error) => return self.serve_through_store_error(error),
+        };
         let result = self.renew_locked().await;
         if matches!(result, Err(Error::LoginRequired { .. })) {
             // Still under the store's lock: a dead set leaves the store, so a later start does not try it again.
@@ -318,9 +321,19 @@ impl Session {
         result
     }
 
-    /// The renewal proper, under the store's lock.
+    /// The renewal proper, under the store's lock, after the re-read.
     async fn renew_locked(&self) -> Result<Arc<AccessToken>, Error> {
-        self.adopt_stored().await?;
+        // A set renewed earlier whose storing failed is stored next, under the lock, unless the store holds a newer
+        // one (a lease-fenced store refused it because another process renewed meanwhile).
+        let unsaved = lock(&self.inner.unsaved).take();
+        if let Some(set) = unsaved {
+            let stale = lock(&self.inner.lifecycle).token_set().received_at > set.received_at;
+            if !stale {
+                if let Err(error) = self.persist_and_install(set).await {
+                    return self.serve_through_store_error(error);
+                }
+            }
+        }
         for attempt in 0..2 {
             let now = self.now();
             let renewal =
@@ -332,7 +345,9 @@ impl Session {
             tracing::debug!(refresh, "renewing the access token");
             let error = match self.exchange(request, refresh, now).await {
                 Ok(set) => {
-                    self.persist_and_install(set).await?;
+                    if let Err(error) = self.persist_and_install(set).await {
+                        return self.serve_through_store_error(error);
+                    }
                     return Ok(self.refresh_cache());
                 }
                 Err(error) => error,
@@ -436,6 +451,16 @@ impl Session {
             tracing::debug!("adopted tokens renewed by another process");
         }
         Ok(adopted)
+    }
+
+    /// A store failure during a renewal (the new set, if any, is kept aside): callers keep the current token while
+    /// it is valid, the error is logged and the renewal retried after a backoff; once the token has expired, callers
+    /// get the error.
+    fn serve_through_store_error(&self, error: Error) -> Result<Arc<AccessToken>, Error> {
+        tracing::warn!(%error, "the token store failed during a renewal");
+        let outcome = lock(&self.inner.lifecycle).handle_renewal_error(self.now(), error);
+        let token = self.refresh_cache();
+        outcome.map(|()| token)
     }
 
     fn now(&self) -> UnixTime {

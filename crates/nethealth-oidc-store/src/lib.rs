@@ -11,6 +11,8 @@
 //!   [`StoreError::Corrupt`] and is never silently replaced.
 //!
 //! - `KeyringStore` (feature `keyring`) keeps it in the OS credential store.
+//! - `RedisStore` (feature `redis`) keeps it in Redis for a fleet of replicas: a fenced lease so that exactly one
+//!   replica refreshes, optional AES-256-GCM encryption at rest.
 //!
 //! For a service with many users, the keyed stores keep one set per [`SessionKey`]: [`MemoryKeyedStore`],
 //! [`KeyedFileStore`] (one file per key in a 0700 folder, named by the key's SHA-256, never by the key) and
@@ -29,11 +31,15 @@ mod file;
 mod keyed;
 #[cfg(feature = "keyring")]
 mod keyring_store;
+#[cfg(feature = "redis")]
+mod redis_store;
 
 pub use keyed::KeyedFileStore;
 #[cfg(feature = "keyring")]
 pub use keyring_store::{KeyringKeyedStore, KeyringStore};
 pub use nethealth_oidc_core::store::{KeyedTokenStore, MemoryKeyedStore, SessionKey};
+#[cfg(feature = "redis")]
+pub use redis_store::{EncryptionKey, RedisOptions, RedisStore};
 
 /// The system clock, as the transports read it: Unix seconds from [`std::time::SystemTime`]. (The core never reads
 /// a clock; this crate holds what touches the operating system.)

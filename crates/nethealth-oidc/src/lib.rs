@@ -7,13 +7,16 @@
 //! - The blocking API (feature `blocking`, on by default) has the same names under [`blocking`], over ureq, with no
 //!   async runtime.
 //! - [`core`] is the sans-IO protocol core, for libraries that bring their own HTTP client.
-//! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`], and `KeyringStore` with the `keyring` feature.
 //! - Many users (a web service): [`Sessions`] over a [`KeyedTokenStore`] ([`MemoryKeyedStore`], [`KeyedFileStore`],
 //!   `KeyringKeyedStore`) or an [`AsyncKeyedTokenStore`], one session per [`SessionKey`].
+//! - Token storage: [`TokenStore`], [`MemoryStore`], [`FileStore`], `KeyringStore` with the `keyring` feature,
+//!   `RedisStore` with the `redis` feature.
 
 pub use nethealth_oidc_store::{FileStore, MemoryStore, StoreError, SystemClock, TokenStore};
 pub use nethealth_oidc_store::{KeyedFileStore, KeyedTokenStore, MemoryKeyedStore, SessionKey};
 
+#[cfg(feature = "redis")]
+pub use nethealth_oidc_store::{EncryptionKey, RedisOptions, RedisStore};
 #[cfg(feature = "keyring")]
 pub use nethealth_oidc_store::{KeyringKeyedStore, KeyringStore};
 pub use oidc_core as core;
