@@ -145,12 +145,31 @@ impl RetryPolicy {
 }
 
 /// Timeouts, the body limit and the retry policy.
+///
+/// # How long one request can take
+///
+/// Each attempt is a single deadline, `timeout`, that covers everything: connecting, sending, waiting for and
+/// reading the response headers, and reading the body. A server that sends its headers or its body one byte a
+/// second, or a body that never ends, is cut off at `timeout` like one that says nothing; the per-read timeouts that
+/// such a server would keep resetting are not what bounds the request. At most `retry.max_attempts` attempts are
+/// made, with at most `retry.max_delay` between two (a `Retry-After` that asks for longer is not waited for). So one
+/// send of either transport ends, with a response or a typed error, within
+///
+/// ```text
+/// max_attempts × timeout + (max_attempts − 1) × max_delay        (defaults: 3 × 30 s + 2 × 10 s = 110 s)
+/// ```
+///
+/// which [`max_send_time`](Self::max_send_time) computes. A one-shot request (code exchange, refresh) is retried
+/// only when the connection was never made, so it usually ends within `timeout`. Memory is bounded the same way: a
+/// body is read up to `max_body_bytes` and refused, not truncated, past it (a larger `Content-Length` is refused
+/// before any of the body is read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransportConfig {
-    /// The whole exchange, body included. Default 30 s.
+    /// One attempt, all of it: connect, request, headers and body. Default 30 s. See the [type docs](Self) for the
+    /// bound of a whole send, retries included.
     pub timeout: Duration,
-    /// Making the connection, TLS included. Default 10 s.
+    /// Making the connection, TLS included (within `timeout`). Default 10 s.
     pub connect_timeout: Duration,
     /// The largest body read, in bytes. Default 1 MiB; larger bodies are refused, not truncated.
     pub max_body_bytes: usize,
@@ -192,6 +211,15 @@ impl TransportConfig {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The longest one send can take, retries and the waits between them included:
+    /// `max_attempts × timeout + (max_attempts − 1) × max_delay` (see the [type docs](Self)). Saturates.
+    pub fn max_send_time(&self) -> Duration {
+        let attempts = self.retry.max_attempts.max(1);
+        self.timeout
+            .saturating_mul(attempts)
+            .saturating_add(self.retry.max_delay.saturating_mul(attempts - 1))
     }
 }
 
@@ -310,6 +338,27 @@ mod tests {
             limit: 10,
         };
         assert_eq!(Outcome::of_result(&err(huge)), None);
+    }
+
+    #[test]
+    fn the_send_time_bound_counts_every_attempt_and_wait() {
+        let default = TransportConfig::default();
+        assert_eq!(default.max_send_time(), Duration::from_secs(110));
+        let once = TransportConfig::default()
+            .with_timeout(Duration::from_secs(2))
+            .with_retry(RetryPolicy::NEVER);
+        assert_eq!(once.max_send_time(), Duration::from_secs(2));
+        let zero = once.clone().with_retry(RetryPolicy {
+            max_attempts: 0,
+            ..P
+        });
+        assert_eq!(
+            zero.max_send_time(),
+            Duration::from_secs(2),
+            "0 attempts act as 1"
+        );
+        let huge = once.with_timeout(Duration::MAX).with_retry(P);
+        assert_eq!(huge.max_send_time(), Duration::MAX);
     }
 
     #[test]

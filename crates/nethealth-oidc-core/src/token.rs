@@ -60,6 +60,8 @@ pub struct TokenResponse {
     /// (`3600.7` is 3600 s). A value beyond `u64::MAX` seconds saturates to `u64::MAX` seconds ("practically never");
     /// it never overflows or panics. Zero and negative values become `Some(Duration::ZERO)`: the token is to be
     /// treated as already expired (a caller must not refresh in a tight loop because of it). `null` counts as absent.
+    /// A bare JSON number beyond what a 64-bit float holds (`1e400`) makes the whole body unparseable JSON, so the
+    /// response is refused as malformed.
     pub expires_in: Option<Duration>,
     /// `refresh_token`, when one was issued (only if `offline_access` was granted at IdentityServer3). An empty
     /// string counts as absent.

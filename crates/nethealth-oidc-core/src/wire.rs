@@ -126,17 +126,26 @@ pub fn malformed(endpoint: Endpoint, body: &[u8], reason: impl Into<String>) -> 
 }
 
 /// Describes a JSON error without echoing values (serde's messages can quote the input).
+///
+/// JSON nested deeper than 128 arrays or objects is refused by serde_json's recursion limit, so hostile nesting
+/// can neither overflow the stack nor cost more than a linear scan; it is named as such here.
 pub fn json_reason(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
+    let msg = e.to_string();
     let what = match e.classify() {
         Category::Eof => "the JSON is truncated",
+        Category::Syntax if msg.starts_with("recursion limit exceeded") => {
+            "the JSON is nested more than 128 levels deep, which no provider's answer needs"
+        }
+        Category::Syntax if msg.starts_with("number out of range") => {
+            "the JSON holds a number too large for a 64-bit float"
+        }
         Category::Syntax => "the body is not JSON",
         Category::Data => "the JSON does not have the expected shape",
         Category::Io => "the body could not be read",
     };
     // Only "missing field `x`", "unknown field `x`" and "duplicate field `x`" name a field between backticks; in
     // other data errors ("invalid type: string `abc`") the backticks hold a value, which may be a secret.
-    let msg = e.to_string();
     let field = ["missing field `", "unknown field `", "duplicate field `"]
         .iter()
         .find_map(|prefix| msg.split_once(prefix))
@@ -279,6 +288,29 @@ mod tests {
         assert!(!json_reason(&e).contains("SECRET5"), "{}", json_reason(&e));
         let e = serde_json::from_str::<T>(r#"{}"#).unwrap_err();
         assert!(json_reason(&e).contains("field `a`"), "{}", json_reason(&e));
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_numbers_are_named() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
+        assert!(
+            json_reason(&e).contains("nested more than 128"),
+            "{}",
+            json_reason(&e)
+        );
+        let e = serde_json::from_str::<serde_json::Value>(r#"{"expires_in":1e400}"#).unwrap_err();
+        assert!(
+            json_reason(&e).contains("number too large"),
+            "{}",
+            json_reason(&e)
+        );
+        let e = serde_json::from_str::<serde_json::Value>("{x").unwrap_err();
+        assert!(
+            json_reason(&e).starts_with("the body is not JSON"),
+            "{}",
+            json_reason(&e)
+        );
     }
 
     #[test]

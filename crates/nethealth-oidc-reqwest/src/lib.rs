@@ -7,7 +7,9 @@
 //! Every client it builds has these safety settings, including one built from the caller's
 //! [`reqwest::ClientBuilder`]:
 //! - redirects are off (reqwest follows them unless its policy is `none`; a redirect is an error in the core);
-//! - a connect timeout, and a timeout on each whole exchange;
+//! - a connect timeout, and one deadline on each whole attempt (connect, headers and body: a server that drips its
+//!   headers or body is cut off at it); one [`HttpClient::send`], retries included, ends within
+//!   [`TransportConfig::max_send_time`];
 //! - a body limit, so that a hostile server cannot make the client read a gigabyte;
 //! - retries with backoff and jitter only where [`RequestKind`] allows them (see
 //!   [`nethealth_oidc_core::retry`]).
@@ -86,6 +88,7 @@ impl HttpClient {
     }
 
     /// Sends `request` to `endpoint`, retrying as `kind` and the policy allow, and reads the body up to the limit.
+    /// Ends within [`TransportConfig::max_send_time`], with a response or a typed error.
     pub async fn send(
         &self,
         endpoint: Endpoint,

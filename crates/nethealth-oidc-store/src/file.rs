@@ -1,5 +1,10 @@
 //! The file mechanics behind [`FileStore`](crate::FileStore): atomic replace, mode 0600, an advisory lock, and a
 //! versioned envelope so that a corrupt file is recognised and never silently replaced.
+//!
+//! A writer killed between creating its temp file and renaming it (`SIGKILL`, power loss) leaves the temp file
+//! behind: nothing runs to remove it. Temp files are named after the file they replace
+//! (`.<name>.<6 random letters or digits>.tmp`), so whoever next takes the lock on `<name>` removes the ones it finds:
+//! every writer that follows the protocol writes under the lock, so a temp file seen while holding it is a leftover.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -87,8 +92,9 @@ pub(crate) fn write<T: Serialize>(path: &Path, data: &T) -> Result<(), StoreErro
     let json = encode(data)?;
     // tempfile creates the file with mode 0600 on Unix; it is removed if anything below fails.
     let mut tmp = tempfile::Builder::new()
-        .prefix(".nethealth-oidc-")
-        .suffix(".tmp")
+        .prefix(&temp_prefix(path))
+        .rand_bytes(TEMP_RANDOM)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(&dir)
         .map_err(|e| StoreError::io("create a temp file beside", path, &e))?;
     tmp.write_all(&json)
@@ -128,7 +134,48 @@ pub(crate) fn lock(path: &Path) -> Result<File, StoreError> {
         .map_err(|e| StoreError::io("open the lock file", &lock_path, &e))?;
     file.lock()
         .map_err(|e| StoreError::io("lock", &lock_path, &e))?;
+    sweep_stale_temps(path);
     Ok(file)
+}
+
+/// How many random characters tempfile puts in a temp file's name.
+const TEMP_RANDOM: usize = 6;
+/// The end of a temp file's name.
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// The start of the names of the temp files that replace `path`: `.<name>.`.
+fn temp_prefix(path: &Path) -> std::ffi::OsString {
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push(".");
+    prefix
+}
+
+/// Whether `name` is the name of a temp file that replaces the file whose temp names start with `prefix`.
+fn is_temp_of(name: &std::ffi::OsStr, prefix: &std::ffi::OsStr) -> bool {
+    let (Some(name), Some(prefix)) = (name.to_str(), prefix.to_str()) else {
+        return false;
+    };
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|random| {
+            random.len() == TEMP_RANDOM && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Removes the temp files a killed writer of `path` left behind. Called with the lock held, so none of them is being
+/// written. Best effort: a temp file that cannot be removed now is tried again at the next lock.
+fn sweep_stale_temps(path: &Path) {
+    let prefix = temp_prefix(path);
+    let Ok(entries) = fs::read_dir(parent(path)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if is_temp_of(&entry.file_name(), &prefix) {
+            // Another locker may have removed it first, or the folder may be read-only: both are fine here.
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The lock file beside `path`.
@@ -156,4 +203,43 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn temp_names_belong_to_one_file_only() {
+        let prefix = temp_prefix(Path::new("/x/tokens.json"));
+        assert_eq!(prefix, OsStr::new(".tokens.json."));
+        assert!(is_temp_of(OsStr::new(".tokens.json.aB3xY9.tmp"), &prefix));
+        for other in [
+            "tokens.json",
+            "tokens.json.lock",
+            ".tokens.json.aB3xY.tmp",
+            ".tokens.json.aB3xY9Z.tmp",
+            ".tokens.json.a-3xY9.tmp",
+            ".tokens.json.x.aB3xY9.tmp",
+            ".tokens.json.other.aB3xY9.tmp",
+            ".nethealth-oidc-aB3xY9.tmp",
+        ] {
+            assert!(!is_temp_of(OsStr::new(other), &prefix), "{other}");
+        }
+    }
+
+    #[test]
+    fn taking_the_lock_sweeps_this_files_leftovers_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let mine = dir.path().join(".tokens.json.aB3xY9.tmp");
+        let theirs = dir.path().join(".other.json.aB3xY9.tmp");
+        fs::write(&mine, b"half a set").unwrap();
+        fs::write(&theirs, b"another store's write in flight").unwrap();
+        let guard = lock(&path).unwrap();
+        assert!(!mine.exists(), "a leftover of this file is removed");
+        assert!(theirs.exists(), "another file's temp file is left alone");
+        drop(guard);
+    }
 }

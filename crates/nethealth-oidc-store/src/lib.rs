@@ -57,6 +57,12 @@ impl nethealth_oidc_core::Clock for SystemClock {
 }
 
 /// Keeps the token set in a file: mode 0600, atomic replace, a lock on `<file>.lock`, corruption detected.
+///
+/// Crash safety: a writer killed at any moment leaves the old complete set or the new one (tested by killing a
+/// writing process with `SIGKILL` 100 times). It may also leave its temp file (`.<file>.<random>.tmp`) behind; the
+/// next [`lock`](TokenStore::lock) removes such leftovers, so they never pile up. Write under the lock, as the
+/// sessions do: a [`save`](TokenStore::save) made without it while another process holds the lock may have its temp
+/// file swept, and then fails with an error (the file still holds a complete set).
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,

@@ -5,9 +5,13 @@
 //! - [`ScriptedServer`]: a real HTTP/1.1 server on `127.0.0.1`, on its own thread and tokio runtime, so that both
 //!   blocking tests (no runtime) and `#[tokio::test]` tests can use it. Tests queue canned [`Scripted`] responses
 //!   per path and then read back the [`RecordedRequest`]s that arrived. It stops when dropped.
+//! - [`RawServer`]: a TCP server that plays the same bytes, in the same rhythm, on every connection ([`RawStep`]):
+//!   for faults at the byte level (headers dripped one byte a second, a reset mid-body, a body that never ends).
 //! - [`refused_url`]: a URL on a loopback port where nothing listens.
 //! - [`capture_logs`]: records everything that `tracing` (on this thread) and `log` emit at DEBUG and above, so
 //!   that a test can assert that no secret reaches the logs.
+//! - [`rerun_self`] and [`peak_rss_growth`]: a test re-runs its binary as a child that measures the peak memory of
+//!   one operation (Linux).
 //!
 //! ```
 //! use nethealth_oidc_test_support::{Scripted, ScriptedServer};
@@ -20,7 +24,11 @@
 //! ```
 
 mod capture;
+mod process;
+mod raw;
 mod server;
 
 pub use capture::{LogCapture, capture_logs};
+pub use process::{peak_rss_growth, rerun_self};
+pub use raw::{RawServer, RawStep};
 pub use server::{RecordedRequest, Scripted, ScriptedServer, refused_url};

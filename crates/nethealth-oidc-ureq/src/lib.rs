@@ -7,7 +7,9 @@
 //! Every request goes out with these safety settings, whatever agent the caller brings:
 //! - redirects are off (ureq follows ten by default; a redirect is an error in the core);
 //! - 4xx and 5xx are responses, not errors (ureq's default `http_status_as_error` would hide the OAuth error body);
-//! - a global and a connect timeout;
+//! - a connect timeout, and one global deadline on each whole attempt (connect, headers and body: a server that
+//!   drips its headers or body is cut off at it); one [`HttpClient::send`], retries included, ends within
+//!   [`TransportConfig::max_send_time`];
 //! - a body limit, so that a hostile server cannot make the client read a gigabyte;
 //! - retries with backoff and jitter only where [`RequestKind`] allows them (see
 //!   [`nethealth_oidc_core::retry`]).
@@ -85,6 +87,7 @@ impl HttpClient {
     }
 
     /// Sends `request` to `endpoint`, retrying as `kind` and the policy allow, and reads the body up to the limit.
+    /// Ends within [`TransportConfig::max_send_time`], with a response or a typed error.
     pub fn send(
         &self,
         endpoint: Endpoint,
