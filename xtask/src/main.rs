@@ -4,9 +4,12 @@
 //!   denied. This is the README's test command.
 //! - `bench`: the criterion benchmarks, with their ratios checked against the stated targets.
 //! - `demo`: the four steps of the Net Health guide, with both clients, against the local Accounts site.
+//! - `fuzz [SECONDS]`: every cargo-fuzz target in `fuzz/` in turn, SECONDS each (default 60); see `fuzz.rs`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, ExitCode};
+
+mod fuzz;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -14,8 +17,9 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("demo") => demo(),
+        Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench|demo>");
+            eprintln!("usage: cargo xtask <ci|bench|demo|fuzz [SECONDS]>");
             return ExitCode::from(2);
         }
     };
