@@ -1,17 +1,19 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `ci`: everything CI checks: formatting, clippy with warnings denied, all tests, and the docs with warnings
-//!   denied. This is the README's test command. It starts what the tests need itself: the oidc-provider peer
+//! - `ci`: everything CI checks: formatting, clippy with warnings denied, all tests, the docs with warnings
+//!   denied, and a short run of every fuzz target (built on a thread of its own from the start). This is the README's test command. It starts what the tests need itself: the oidc-provider peer
 //!   (`peer`), installed with npm when missing, and redis-server (`redis`), installed with apt when missing, each on a
 //!   free loopback port, stopped by its pid afterwards, also on failure and on Ctrl-C (`service`).
 //! - `with-peers COMMAND...`: starts the peers as `ci` does, runs one command with their issuers in the
 //!   environment (e.g. `cargo xtask with-peers cargo test -p nethealth-oidc --test oidc_provider`), then stops them.
 //! - `bench`: the criterion benchmarks, with their ratios checked against the stated targets.
 //! - `demo`: the four steps of the Net Health guide, with both clients, against the local Accounts site.
+//! - `fuzz [SECONDS]`: every cargo-fuzz target in `fuzz/` in turn, SECONDS each (default 60); see `fuzz.rs`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, ExitCode};
 
+mod fuzz;
 mod peer;
 mod redis;
 mod service;
@@ -23,8 +25,9 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("demo") => demo(),
         Some("with-peers") => with_peers(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|bench|demo|with-peers COMMAND...>");
+            eprintln!("usage: cargo xtask <ci|bench|demo|fuzz [SECONDS]|with-peers COMMAND...>");
             return ExitCode::from(2);
         }
     };
@@ -135,6 +138,9 @@ fn ci() -> Result<(), String> {
     // Fail fast, before the long build, when the peer cannot run here.
     peer::check_node()?;
     peer::install()?;
+    // The fuzz targets' first build (cargo-fuzz install, nightly, aws-lc-sys) takes minutes: start it now, beside
+    // clippy and the tests; its result is awaited before the fuzzing itself.
+    let fuzz_build = std::thread::spawn(fuzz::prepare);
     run(&cargo, &["fmt", "--all", "--check"], &[])?;
     run(
         &cargo,
@@ -174,7 +180,10 @@ fn ci() -> Result<(), String> {
         &["doc", "--workspace", "--no-deps", "--locked"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
-    Ok(())
+    let prepared = fuzz_build
+        .join()
+        .map_err(|_| "the fuzz build thread panicked".to_owned())??;
+    fuzz::ci(&prepared)
 }
 
 /// A speed target: `bench` must cost at most `max_ratio` times `baseline` (both in criterion group `group`).

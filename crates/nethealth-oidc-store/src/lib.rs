@@ -80,6 +80,16 @@ impl FileStore {
     }
 }
 
+/// Decodes the bytes of a token file as [`FileStore`] reads them: checks the versioned envelope and returns the
+/// token set it holds. `path` only names the file in errors.
+///
+/// A file that is truncated, not JSON, or not a nethealth-oidc token file gives [`StoreError::Corrupt`]; one
+/// written by a newer version of this crate gives [`StoreError::UnsupportedVersion`]. Useful to inspect a file
+/// without taking the store's lock; the fuzz target `store_envelope` drives it with arbitrary bytes.
+pub fn decode_token_file(bytes: &[u8], path: &Path) -> Result<TokenSet, StoreError> {
+    file::decode(bytes, path)
+}
+
 impl TokenStore for FileStore {
     fn load(&self) -> Result<Option<TokenSet>, StoreError> {
         file::read(&self.path)
