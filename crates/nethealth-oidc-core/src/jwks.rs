@@ -630,6 +630,10 @@ impl JwksRefreshLimiter {
 /// What a driver does after a check with the cached keys failed: see [`KeyCache::handle_check_failure`].
 #[derive(Debug)]
 #[non_exhaustive]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per failed check and moved straight to the driver; a box would only add an allocation"
+)]
 pub enum KeyAction {
     /// Nothing new can help: return the check's error.
     GiveUp,
