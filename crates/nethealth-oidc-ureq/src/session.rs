@@ -334,10 +334,8 @@ impl Session {
         let unsaved = lock(&self.inner.unsaved).take();
         if let Some(set) = unsaved {
             let stale = lock(&self.inner.lifecycle).token_set().received_at > set.received_at;
-            if !stale {
-                if let Err(error) = self.persist_and_install(set) {
-                    return self.serve_through_store_error(error);
-                }
+            if !stale && let Err(error) = self.persist_and_install(set) {
+                return self.serve_through_store_error(error);
             }
         }
         for attempt in 0..2 {
