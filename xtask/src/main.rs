@@ -198,6 +198,13 @@ struct RatioCheck {
 /// Every speed target `cargo xtask bench` enforces. Add a row to add a check.
 const RATIO_CHECKS: &[RatioCheck] = &[
     RatioCheck {
+        group: "authorize",
+        bench: "nethealth_authorization_url",
+        baseline: "floor_pkce_s256",
+        max_ratio: 3.0,
+        what: "authorization URL (PKCE S256 + state + nonce + 3 scopes) vs 32 random bytes, SHA-256, base64url",
+    },
+    RatioCheck {
         group: "id_token",
         bench: "nethealth_id_token_verify",
         baseline: "raw_aws_lc_rs_rsa2048_verify",
