@@ -630,6 +630,8 @@ impl JwksRefreshLimiter {
 /// What a driver does after a check with the cached keys failed: see [`KeyCache::handle_check_failure`].
 #[derive(Debug)]
 #[non_exhaustive]
+// `Fetch` carries the request itself: made at most once a minute, it is not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum KeyAction {
     /// Nothing new can help: return the check's error.
     GiveUp,
@@ -641,6 +643,17 @@ pub enum KeyAction {
         /// The JWKS request.
         request: Request<Vec<u8>>,
     },
+}
+
+impl KeyAction {
+    /// A short label for logs and traces: `give_up`, `check_again` or `fetch` (never the request).
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyAction::GiveUp => "give_up",
+            KeyAction::CheckAgain => "check_again",
+            KeyAction::Fetch { .. } => "fetch",
+        }
+    }
 }
 
 /// The keys a driver caches for one provider, and when it may fetch them again. A pure value: `now` is an argument.

@@ -17,6 +17,7 @@ use nethealth_oidc_core::{
     Endpoint, Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError,
 };
 use tokio::sync::watch;
+use tracing::Instrument;
 use url::Url;
 
 use crate::Client;
@@ -270,22 +271,30 @@ impl Session {
     }
 
     /// The slow path: join the renewal in flight, or start one.
+    #[tracing::instrument(name = "nethealth_oidc.renewal", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     async fn renew(&self) -> Result<Arc<AccessToken>, Error> {
         let mut rx = {
             let mut inflight = lock(&self.inner.inflight);
             match inflight.as_ref() {
-                Some(rx) => rx.clone(),
+                Some(rx) => {
+                    tracing::debug!(role = "waiter", "joining the renewal in flight");
+                    rx.clone()
+                }
                 None => {
+                    tracing::debug!(role = "leader", "starting a renewal");
                     let (tx, rx) = watch::channel(None);
                     *inflight = Some(rx.clone());
                     let session = self.clone();
                     // The renewal runs on its own task: a caller that gives up does not cancel it.
-                    tokio::spawn(async move {
-                        let guard = InflightGuard(session.clone());
-                        let result = session.renew_now().await;
-                        drop(guard);
-                        let _ = tx.send(Some(result));
-                    });
+                    tokio::spawn(
+                        async move {
+                            let guard = InflightGuard(session.clone());
+                            let result = session.renew_now().await;
+                            drop(guard);
+                            let _ = tx.send(Some(result));
+                        }
+                        .instrument(tracing::Span::current()),
+                    );
                     rx
                 }
             }
@@ -300,6 +309,7 @@ impl Session {
     }
 
     /// One renewal, run by exactly one task at a time.
+    #[tracing::instrument(name = "nethealth_oidc.refresh", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     async fn renew_now(&self) -> Result<Arc<AccessToken>, Error> {
         // Across processes: hold the store's lock and re-read it; another process may have renewed already. A
         // store that fails here (down, slow, lock held too long) leaves callers the current token while it is valid.
@@ -328,10 +338,8 @@ impl Session {
         let unsaved = lock(&self.inner.unsaved).take();
         if let Some(set) = unsaved {
             let stale = lock(&self.inner.lifecycle).token_set().received_at > set.received_at;
-            if !stale {
-                if let Err(error) = self.persist_and_install(set).await {
-                    return self.serve_through_store_error(error);
-                }
+            if !stale && let Err(error) = self.persist_and_install(set).await {
+                return self.serve_through_store_error(error);
             }
         }
         for attempt in 0..2 {
@@ -342,7 +350,16 @@ impl Session {
                 return Ok(self.refresh_cache());
             };
             let (request, refresh) = (renewal.request, renewal.is_refresh);
-            tracing::debug!(refresh, "renewing the access token");
+            let grant_type = if refresh {
+                "refresh_token"
+            } else {
+                "client_credentials"
+            };
+            tracing::debug!(
+                grant_type,
+                attempt = attempt + 1,
+                "renewing the access token"
+            );
             let error = match self.exchange(request, refresh, now).await {
                 Ok(set) => {
                     if let Err(error) = self.persist_and_install(set).await {

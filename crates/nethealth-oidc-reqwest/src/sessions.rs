@@ -113,6 +113,12 @@ impl Sessions {
         if let Some(session) = self.inner.cache.get(key) {
             return Ok(Some(session));
         }
+        self.load(key).await
+    }
+
+    /// The slow path of [`get`](Self::get): the key's session is not cached.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "load", session = %key.fingerprint()))]
+    async fn load(&self, key: &SessionKey) -> Result<Option<Session>, Error> {
         let slot = self.inner.cache.slot(key);
         let _loading = slot.loading().lock().await;
         if let Some(session) = slot.value() {
@@ -129,6 +135,7 @@ impl Sessions {
 
     /// Starts the session of `key` from a finished login (replacing any session of `key`); the set is stored
     /// first.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "insert", session = %key.fingerprint()))]
     pub async fn insert(&self, key: &SessionKey, grant: Grant) -> Result<Session, Error> {
         let session = self
             .inner
@@ -141,12 +148,14 @@ impl Sessions {
 
     /// Forgets the session of `key`: out of the cache, and its stored set cleared. It does not revoke the tokens
     /// (call [`Session::revoke`] first for that).
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "remove", session = %key.fingerprint()))]
     pub async fn remove(&self, key: &SessionKey) -> Result<(), Error> {
         self.inner.cache.remove(key);
         Ok(self.inner.store.clear(key).await?)
     }
 
     /// Drops the session of `key` from the cache only; its tokens stay stored.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "evict", session = %key.fingerprint()))]
     pub fn evict(&self, key: &SessionKey) {
         self.inner.cache.remove(key);
     }

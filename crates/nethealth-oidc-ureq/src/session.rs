@@ -10,7 +10,7 @@ use nethealth_oidc_core::lifecycle::{GrantKind, Lifecycle, TokenSet};
 use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, State};
-use nethealth_oidc_core::store::SessionOptions;
+use nethealth_oidc_core::store::{SessionOptions, TokenStore as _};
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
 use nethealth_oidc_core::{
@@ -91,7 +91,7 @@ impl Client {
 
     /// The session kept in `options.store` by an earlier run, if any.
     pub fn resume(&self, options: SessionOptions) -> Result<Option<Session>, Error> {
-        let store = Arc::clone(&options.store);
+        let store = crate::traced::Traced(Arc::clone(&options.store));
         let Some(set) = blocking(move || store.load())?? else {
             return Ok(None);
         };
@@ -140,9 +140,10 @@ impl Session {
         client: Client,
         set: TokenSet,
         kind: GrantKind,
-        options: SessionOptions,
+        mut options: SessionOptions,
         save: bool,
     ) -> Result<Session, Error> {
+        options.store = Arc::new(crate::traced::Traced(options.store));
         if save {
             let store = Arc::clone(&options.store);
             let to_save = set.clone();
@@ -279,9 +280,11 @@ impl Session {
     }
 
     /// The slow path: wait for the renewal in flight, or run one on this thread.
+    #[tracing::instrument(name = "nethealth_oidc.renewal", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     fn renew(&self) -> Result<Arc<AccessToken>, Error> {
         let mut flight = lock(&self.inner.inflight);
         if flight.running {
+            tracing::debug!(role = "waiter", "joining the renewal in flight");
             let generation = flight.generation;
             while flight.running && flight.generation == generation {
                 flight = self
@@ -297,6 +300,7 @@ impl Session {
         }
         flight.running = true;
         drop(flight);
+        tracing::debug!(role = "leader", "starting a renewal");
         let guard = InflightGuard(self.clone());
         let result = self.renew_now();
         lock(&self.inner.inflight).last = Some(result.clone());
@@ -305,6 +309,7 @@ impl Session {
     }
 
     /// One renewal, run by exactly one task at a time.
+    #[tracing::instrument(name = "nethealth_oidc.refresh", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     fn renew_now(&self) -> Result<Arc<AccessToken>, Error> {
         // Across processes: hold the store's lock and re-read it; another process may have renewed already. A
         // store that fails here (down, slow, lock held too long) leaves callers the current token while it is valid.
@@ -334,10 +339,8 @@ impl Session {
         let unsaved = lock(&self.inner.unsaved).take();
         if let Some(set) = unsaved {
             let stale = lock(&self.inner.lifecycle).token_set().received_at > set.received_at;
-            if !stale {
-                if let Err(error) = self.persist_and_install(set) {
-                    return self.serve_through_store_error(error);
-                }
+            if !stale && let Err(error) = self.persist_and_install(set) {
+                return self.serve_through_store_error(error);
             }
         }
         for attempt in 0..2 {
@@ -348,7 +351,16 @@ impl Session {
                 return Ok(self.refresh_cache());
             };
             let (request, refresh) = (renewal.request, renewal.is_refresh);
-            tracing::debug!(refresh, "renewing the access token");
+            let grant_type = if refresh {
+                "refresh_token"
+            } else {
+                "client_credentials"
+            };
+            tracing::debug!(
+                grant_type,
+                attempt = attempt + 1,
+                "renewing the access token"
+            );
             let error = match self.exchange(request, refresh, now) {
                 Ok(set) => {
                     if let Err(error) = self.persist_and_install(set) {

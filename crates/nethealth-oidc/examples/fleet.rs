@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session_options = |store: RedisStore| {
         SessionOptions::default()
             .with_store(Arc::new(store))
-            .with_lifecycle(lifecycle.clone())
+            .with_lifecycle(lifecycle)
     };
     drop(
         client
