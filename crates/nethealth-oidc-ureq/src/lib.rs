@@ -39,7 +39,7 @@ pub use authorized::AuthorizedClient;
 pub use nethealth_oidc_core::device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
-pub use session::Session;
+pub use session::{Session, WeakSession};
 pub use sessions::Sessions;
 
 /// A blocking HTTP client with nethealth-oidc's safety settings. Cheap to clone.

@@ -72,6 +72,25 @@ impl fmt::Debug for Session {
     }
 }
 
+/// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
+#[derive(Clone)]
+pub struct WeakSession(std::sync::Weak<Inner>);
+
+impl WeakSession {
+    /// The session, if it is still alive.
+    pub fn upgrade(&self) -> Option<Session> {
+        self.0.upgrade().map(|inner| Session { inner })
+    }
+}
+
+impl fmt::Debug for WeakSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakSession")
+            .field("alive", &(self.0.strong_count() > 0))
+            .finish()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -136,6 +155,12 @@ fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
 }
 
 impl Session {
+    /// A reference to this session that does not keep it alive (what [`Sessions`](crate::Sessions) keeps of a
+    /// session it evicted from its cache).
+    pub fn downgrade(&self) -> WeakSession {
+        WeakSession(Arc::downgrade(&self.inner))
+    }
+
     fn start(
         client: Client,
         set: TokenSet,

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use nethealth_oidc_core::Error;
 use nethealth_oidc_core::context::Grant;
 use nethealth_oidc_core::store::{
-    KeyedEntry, KeyedTokenStore, SessionCache, SessionKey, SessionOptions,
+    KeyedEntry, KeyedTokenStore, LiveHandle, SessionCache, SessionKey, SessionOptions,
 };
 
-use crate::{Client, Session};
+use crate::{Client, Session, WeakSession};
 
 /// Every user's session of one [`Client`], each under a caller-chosen [`SessionKey`] (a random session id kept in
 /// a cookie, a user id, a tenant id), all stored in one keyed store. `Clone + Send + Sync`: share it between
@@ -48,7 +48,7 @@ impl Client {
             self.clone(),
             store,
             options,
-            SessionCache::<(), ()>::DEFAULT_CAPACITY,
+            SessionCache::<Session, ()>::DEFAULT_CAPACITY,
         )
     }
 }
@@ -140,14 +140,28 @@ impl Sessions {
         Ok(self.inner.store.clear(key)?)
     }
 
-    /// Drops the session of `key` from the cache only; its tokens stay stored.
+    /// Drops the session of `key` from the cache only; its tokens stay stored. While someone still holds that
+    /// session, [`get`](Self::get) returns it again (one key, one live session), else it loads the key anew.
     #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "evict", session = %key.fingerprint()))]
     pub fn evict(&self, key: &SessionKey) {
-        self.inner.cache.remove(key);
+        self.inner.cache.evict(key);
     }
 
     fn options_for(&self, key: &SessionKey) -> SessionOptions {
         let entry = KeyedEntry::new(Arc::clone(&self.inner.store), key.clone());
         self.inner.options.clone().with_store(Arc::new(entry))
+    }
+}
+
+/// The cache keeps a weak reference to an evicted session, so that a session still held is found again.
+impl LiveHandle for Session {
+    type Weak = WeakSession;
+
+    fn downgrade(&self) -> WeakSession {
+        Session::downgrade(self)
+    }
+
+    fn upgrade(weak: &WeakSession) -> Option<Self> {
+        weak.upgrade()
     }
 }
