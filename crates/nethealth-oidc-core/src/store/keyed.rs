@@ -27,29 +27,45 @@ use crate::lifecycle::TokenSet;
 /// only [`fingerprint`](Self::fingerprint) (a short SHA-256 prefix that tells keys apart in logs). The stores of
 /// `nethealth-oidc-store` name their files and keyring entries by [`digest_hex`](Self::digest_hex), so the key
 /// never reaches the disk either. Cheap to clone.
+///
+/// A key is hashed once, when it is made, with SipHash under a key drawn once per process (as `std`'s `HashMap`
+/// draws its own), so that looking it up in a [`SessionCache`] does not hash the string again, and keys chosen to
+/// collide cannot slow the cache down.
 #[derive(Clone, Eq)]
-pub struct SessionKey(Arc<str>);
+pub struct SessionKey {
+    text: Arc<str>,
+    hash: u64,
+}
+
+/// The process's SipHash key for [`SessionKey`]s (`RandomState` draws it from the OS once).
+fn key_hasher() -> &'static std::collections::hash_map::RandomState {
+    static STATE: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    STATE.get_or_init(Default::default)
+}
 
 impl SessionKey {
     /// A key; any string, including an empty one (give each user their own).
     pub fn new(key: impl Into<Arc<str>>) -> Self {
-        SessionKey(key.into())
+        use std::hash::BuildHasher as _;
+        let text: Arc<str> = key.into();
+        let hash = key_hasher().hash_one(&*text);
+        SessionKey { text, hash }
     }
 
     /// The key as given.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The lower-case hex SHA-256 of the key: 64 characters of `[0-9a-f]`, safe as a file name on every system.
     pub fn digest_hex(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
+        hex(&Sha256::digest(self.text.as_bytes()))
     }
 
     /// The first 8 hex characters of [`digest_hex`](Self::digest_hex): enough to tell keys apart in a log, useless
     /// for guessing the key.
     pub fn fingerprint(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes())[..4])
+        hex(&Sha256::digest(self.text.as_bytes())[..4])
     }
 }
 
@@ -64,15 +80,38 @@ fn hex(bytes: &[u8]) -> String {
 
 impl PartialEq for SessionKey {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
+        self.hash == other.hash && self.text == other.text
     }
 }
 
 impl Hash for SessionKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
+        state.write_u64(self.hash);
     }
 }
+
+/// The hasher of [`SessionCache`]'s map: a [`SessionKey`] brings its own SipHash, so this passes it through (and
+/// mixes anything else it is given, which the cache never does).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap<T> = HashMap<SessionKey, T, std::hash::BuildHasherDefault<KeyHasher>>;
 
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -277,9 +316,9 @@ impl<T: Send + Sync> LiveHandle for Arc<T> {
 /// back, so one key never has two live sessions (two refreshes); once nobody does, the next `get` loads the key
 /// again. Weak references to dropped sessions are pruned at each sweep.
 pub struct SessionCache<V: LiveHandle, L> {
-    map: RwLock<HashMap<SessionKey, Arc<CacheSlot<V, L>>>>,
+    map: RwLock<KeyMap<Arc<CacheSlot<V, L>>>>,
     /// Sessions evicted while someone may still hold them.
-    evicted: Mutex<HashMap<SessionKey, V::Weak>>,
+    evicted: Mutex<KeyMap<V::Weak>>,
     capacity: usize,
 }
 
@@ -326,8 +365,8 @@ impl<V: LiveHandle, L: Default> SessionCache<V, L> {
     /// A cache of at most `capacity` sessions (at least one).
     pub fn new(capacity: usize) -> Self {
         SessionCache {
-            map: RwLock::new(HashMap::new()),
-            evicted: Mutex::new(HashMap::new()),
+            map: RwLock::new(KeyMap::default()),
+            evicted: Mutex::new(KeyMap::default()),
             capacity: capacity.max(1),
         }
     }
@@ -429,7 +468,7 @@ impl<V: LiveHandle, L: Default> SessionCache<V, L> {
         }
     }
 
-    fn sweep(&self, map: &mut HashMap<SessionKey, Arc<CacheSlot<V, L>>>) {
+    fn sweep(&self, map: &mut KeyMap<Arc<CacheSlot<V, L>>>) {
         let target = self.capacity - self.capacity / 10 - 1;
         let mut evicted = self.evicted();
         evicted.retain(|_, weak| V::upgrade(weak).is_some());
@@ -457,15 +496,15 @@ impl<V: LiveHandle, L: Default> SessionCache<V, L> {
         }
     }
 
-    fn evicted(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, V::Weak>> {
+    fn evicted(&self) -> std::sync::MutexGuard<'_, KeyMap<V::Weak>> {
         self.evicted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<SessionKey, Arc<CacheSlot<V, L>>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyMap<Arc<CacheSlot<V, L>>>> {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionKey, Arc<CacheSlot<V, L>>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, KeyMap<Arc<CacheSlot<V, L>>>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 }
