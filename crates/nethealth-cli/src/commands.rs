@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use nethealth_oidc::blocking::{Client, HttpClient, Provider, Session};
 use nethealth_oidc::core::userinfo::parse_www_authenticate_bearer;
-use nethealth_oidc::core::{ErrorCode, wire};
+use nethealth_oidc::core::{ErrorCode, require_secure};
 use nethealth_oidc::{
     ClientConfig, ClientMetadata, ClientOptions, NetHealthRegistration, Scopes, SessionOptions,
     TokenAuthMethod, TokenSet, TransportConfig, UnixTime,
@@ -249,17 +249,17 @@ fn call(dir: &Path, config: &Config, name: &str, args: CallArgs) -> Result<(), F
         base.join(&args.target)
             .map_err(|e| Failure::Usage(format!("cannot join `{}` to {base}: {e}", args.target)))?
     };
-    wire::require_secure(&url).map_err(|e| Failure::Usage(e.to_string()))?;
+    require_secure(&url).map_err(|e| Failure::Usage(e.to_string()))?;
     let method = http::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| Failure::Usage(format!("`{}` is not an HTTP method", args.method)))?;
     let body = args.data.unwrap_or_default();
-    let mut request = wire::request(method, &url);
+    let mut request = http::Request::builder().method(method).uri(url.as_str());
     if !body.is_empty() {
         let trimmed = body.trim_start();
         let kind = if trimmed.starts_with('{') || trimmed.starts_with('[') {
-            wire::JSON
+            "application/json"
         } else {
-            wire::FORM
+            "application/x-www-form-urlencoded"
         };
         request = request.header(CONTENT_TYPE, kind);
     }

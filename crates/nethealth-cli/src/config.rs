@@ -86,7 +86,7 @@ impl Config {
             Failure::Usage(format!(
                 "the configuration {} is corrupt ({}): fix it, or remove it and run `nethealth register` again",
                 path.display(),
-                nethealth_oidc::core::wire::json_reason(&e)
+                nethealth_oidc::core::json_reason(&e)
             ))
         })
     }

@@ -467,6 +467,42 @@ impl ResponseError {
     }
 }
 
+/// Describes a JSON error without echoing values (serde's messages can quote the input).
+///
+/// JSON nested deeper than 128 arrays or objects is refused by serde_json's recursion limit, so hostile nesting
+/// can neither overflow the stack nor cost more than a linear scan; it is named as such here.
+pub fn json_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let msg = e.to_string();
+    let what = match e.classify() {
+        Category::Eof => "the JSON is truncated",
+        Category::Syntax if msg.starts_with("recursion limit exceeded") => {
+            "the JSON is nested more than 128 levels deep, which no provider's answer needs"
+        }
+        Category::Syntax if msg.starts_with("number out of range") => {
+            "the JSON holds a number too large for a 64-bit float"
+        }
+        Category::Syntax => "the body is not JSON",
+        Category::Data => "the JSON does not have the expected shape",
+        Category::Io => "the body could not be read",
+    };
+    // Only "missing field `x`", "unknown field `x`" and "duplicate field `x`" name a field between backticks; in
+    // other data errors ("invalid type: string `abc`") the backticks hold a value, which may be a secret.
+    let field = ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| msg.split_once(prefix))
+        .and_then(|(_, rest)| rest.split('`').next())
+        .filter(|f| f.len() < 64 && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    match field {
+        Some(f) => format!(
+            "{what} (field `{f}`, line {} column {})",
+            e.line(),
+            e.column()
+        ),
+        None => format!("{what} (line {} column {})", e.line(), e.column()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

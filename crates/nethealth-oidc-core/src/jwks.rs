@@ -647,6 +647,17 @@ pub enum KeyAction {
     },
 }
 
+impl KeyAction {
+    /// A short label for logs and traces: `give_up`, `check_again` or `fetch` (never the request).
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeyAction::GiveUp => "give_up",
+            KeyAction::CheckAgain => "check_again",
+            KeyAction::Fetch { .. } => "fetch",
+        }
+    }
+}
+
 /// The keys a driver caches for one provider, and when it may fetch them again. A pure value: `now` is an argument.
 ///
 /// Each installed set gets a new generation number. A driver reads `(keys, generation)` with

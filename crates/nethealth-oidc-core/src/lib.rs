@@ -45,17 +45,19 @@ pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod store;
-
 pub mod time;
 pub mod token;
 pub mod userinfo;
-pub mod wire;
+mod wire;
 
 pub use client::{ClientConfig, TokenAuthMethod};
-pub use error::{BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError, TransportError};
+pub use error::{
+    BodySnippet, Endpoint, ErrorCode, OAuthError, ResponseError, TransportError, json_reason,
+};
 pub use outcome::{Error, LoginRequiredReason, UsageError};
 pub use scope::{GrantedScopes, ScopeSource, Scopes};
 pub use time::{Clock, ManualClock, UnixTime};
+pub use wire::{UrlError, is_loopback, parse_endpoint, require_secure};
 
 pub use http;
 pub use url::Url;

@@ -16,7 +16,7 @@ use crate::lifecycle::TokenSet;
 mod keyed;
 
 pub use keyed::{
-    AsyncKeyedTokenStore, AsyncTokenStore, CacheSlot, KeyedEntry, KeyedTokenStore,
+    AsyncKeyedTokenStore, AsyncTokenStore, CacheSlot, KeyedEntry, KeyedTokenStore, LiveHandle,
     MemoryKeyedStore, SessionCache, SessionKey,
 };
 

@@ -1,5 +1,8 @@
 //! Building requests and classifying responses: the pieces every endpoint module shares.
 //!
+//! Internal: the endpoint modules' public `*_request` / `parse_*` pairs are the API. Only the endpoint URL policy
+//! ([`UrlError`], [`parse_endpoint`], [`require_secure`], [`is_loopback`]) is public, re-exported at the crate root.
+//!
 //! Requests are plain `http::Request<Vec<u8>>` values and responses plain `http::Response<Vec<u8>>`, so that any HTTP
 //! client can carry them. A 3xx is always an error here: the transports turn redirects off, and this module makes
 //! sure a redirect that slips through is never mistaken for an answer.
@@ -9,15 +12,16 @@ use http::{HeaderValue, Method, Request, Response};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+pub(crate) use crate::error::json_reason;
 use crate::error::{BodySnippet, Endpoint, OAuthError, ResponseError};
 
 /// The media type of JSON requests and responses.
-pub const JSON: &str = "application/json";
+pub(crate) const JSON: &str = "application/json";
 /// The media type of form bodies.
-pub const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Builds a `GET` that asks for JSON.
-pub fn get_json(url: &Url) -> Request<Vec<u8>> {
+pub(crate) fn get_json(url: &Url) -> Request<Vec<u8>> {
     request(Method::GET, url)
         .header(ACCEPT, JSON)
         .body(Vec::new())
@@ -25,7 +29,7 @@ pub fn get_json(url: &Url) -> Request<Vec<u8>> {
 }
 
 /// Builds a `POST` with a form-urlencoded body and an optional `Authorization` header.
-pub fn post_form<'a>(
+pub(crate) fn post_form<'a>(
     url: &Url,
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     authorization: Option<HeaderValue>,
@@ -46,7 +50,7 @@ pub fn post_form<'a>(
 }
 
 /// Builds a request with a JSON body and an optional `Authorization` header.
-pub fn send_json(
+pub(crate) fn send_json(
     method: Method,
     url: &Url,
     body: &serde_json::Value,
@@ -64,7 +68,7 @@ pub fn send_json(
 }
 
 /// Starts a request builder for `url`.
-pub fn request(method: Method, url: &Url) -> http::request::Builder {
+pub(crate) fn request(method: Method, url: &Url) -> http::request::Builder {
     Request::builder().method(method).uri(url.as_str())
 }
 
@@ -72,7 +76,7 @@ pub fn request(method: Method, url: &Url) -> http::request::Builder {
 ///
 /// Fails only when the token holds bytes that cannot go in a header (a control character), which a
 /// well-behaved provider never sends.
-pub fn bearer(token: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+pub(crate) fn bearer(token: &str) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
     let mut v = HeaderValue::from_str(&format!("Bearer {token}"))?;
     v.set_sensitive(true);
     Ok(v)
@@ -80,7 +84,10 @@ pub fn bearer(token: &str) -> Result<HeaderValue, http::header::InvalidHeaderVal
 
 /// Checks the status of a response: 2xx passes, 3xx is [`ResponseError::Redirect`], an OAuth error body is
 /// [`ResponseError::OAuth`] (whatever the 4xx/5xx status), and anything else is [`ResponseError::Status`].
-pub fn check_status(endpoint: Endpoint, response: &Response<Vec<u8>>) -> Result<(), ResponseError> {
+pub(crate) fn check_status(
+    endpoint: Endpoint,
+    response: &Response<Vec<u8>>,
+) -> Result<(), ResponseError> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -107,7 +114,7 @@ pub fn check_status(endpoint: Endpoint, response: &Response<Vec<u8>>) -> Result<
 }
 
 /// Checks the status, then parses a JSON body into `T`.
-pub fn parse_json<T: DeserializeOwned>(
+pub(crate) fn parse_json<T: DeserializeOwned>(
     endpoint: Endpoint,
     response: &Response<Vec<u8>>,
 ) -> Result<T, ResponseError> {
@@ -117,47 +124,15 @@ pub fn parse_json<T: DeserializeOwned>(
 }
 
 /// A [`ResponseError::Malformed`] for `body`.
-pub fn malformed(endpoint: Endpoint, body: &[u8], reason: impl Into<String>) -> ResponseError {
+pub(crate) fn malformed(
+    endpoint: Endpoint,
+    body: &[u8],
+    reason: impl Into<String>,
+) -> ResponseError {
     ResponseError::Malformed {
         endpoint,
         reason: reason.into(),
         body: BodySnippet::new(endpoint, body),
-    }
-}
-
-/// Describes a JSON error without echoing values (serde's messages can quote the input).
-///
-/// JSON nested deeper than 128 arrays or objects is refused by serde_json's recursion limit, so hostile nesting
-/// can neither overflow the stack nor cost more than a linear scan; it is named as such here.
-pub fn json_reason(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    let msg = e.to_string();
-    let what = match e.classify() {
-        Category::Eof => "the JSON is truncated",
-        Category::Syntax if msg.starts_with("recursion limit exceeded") => {
-            "the JSON is nested more than 128 levels deep, which no provider's answer needs"
-        }
-        Category::Syntax if msg.starts_with("number out of range") => {
-            "the JSON holds a number too large for a 64-bit float"
-        }
-        Category::Syntax => "the body is not JSON",
-        Category::Data => "the JSON does not have the expected shape",
-        Category::Io => "the body could not be read",
-    };
-    // Only "missing field `x`", "unknown field `x`" and "duplicate field `x`" name a field between backticks; in
-    // other data errors ("invalid type: string `abc`") the backticks hold a value, which may be a secret.
-    let field = ["missing field `", "unknown field `", "duplicate field `"]
-        .iter()
-        .find_map(|prefix| msg.split_once(prefix))
-        .and_then(|(_, rest)| rest.split('`').next())
-        .filter(|f| f.len() < 64 && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-    match field {
-        Some(f) => format!(
-            "{what} (field `{f}`, line {} column {})",
-            e.line(),
-            e.column()
-        ),
-        None => format!("{what} (line {} column {})", e.line(), e.column()),
     }
 }
 

@@ -10,6 +10,7 @@ impl Client {
     /// Starts a device login for `scopes` (`openid` is added): show the user code and the verification URI of
     /// [`DeviceFlow::authorization`], then call [`poll_device_login`](Self::poll_device_login) at
     /// [`DeviceFlow::poll_at`].
+    #[tracing::instrument(name = "nethealth_oidc.device", skip_all, fields(issuer = %self.provider().issuer(), op = "begin"))]
     pub async fn begin_device_login(&self, scopes: &Scopes) -> Result<DeviceFlow, Error> {
         let request = self.context().device_authorization_request(scopes)?;
         let response = self
@@ -28,6 +29,7 @@ impl Client {
 
     /// Polls the token endpoint once. It does not sleep: the caller waits until [`DeviceFlow::poll_at`] (with its
     /// runtime's timer, so that the wait can be cancelled).
+    #[tracing::instrument(name = "nethealth_oidc.device", skip_all, fields(issuer = %self.provider().issuer(), op = "poll", grant_type = "urn:ietf:params:oauth:grant-type:device_code"))]
     pub async fn poll_device_login(&self, flow: &mut DeviceFlow) -> Result<DeviceStep, Error> {
         let now = self.provider().clock().now();
         if flow.is_expired(now) {

@@ -17,6 +17,7 @@ use nethealth_oidc_core::{
     Endpoint, Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError,
 };
 use tokio::sync::watch;
+use tracing::Instrument;
 use url::Url;
 
 use crate::Client;
@@ -63,6 +64,25 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("lifecycle", &*lock(&self.inner.lifecycle))
             .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+/// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
+#[derive(Clone)]
+pub struct WeakSession(std::sync::Weak<Inner>);
+
+impl WeakSession {
+    /// The session, if it is still alive.
+    pub fn upgrade(&self) -> Option<Session> {
+        self.0.upgrade().map(|inner| Session { inner })
+    }
+}
+
+impl fmt::Debug for WeakSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakSession")
+            .field("alive", &(self.0.strong_count() > 0))
             .finish()
     }
 }
@@ -127,6 +147,12 @@ impl Client {
 }
 
 impl Session {
+    /// A reference to this session that does not keep it alive (what [`Sessions`](crate::Sessions) keeps of a
+    /// session it evicted from its cache).
+    pub fn downgrade(&self) -> WeakSession {
+        WeakSession(Arc::downgrade(&self.inner))
+    }
+
     async fn start(
         client: Client,
         set: TokenSet,
@@ -270,22 +296,30 @@ impl Session {
     }
 
     /// The slow path: join the renewal in flight, or start one.
+    #[tracing::instrument(name = "nethealth_oidc.renewal", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     async fn renew(&self) -> Result<Arc<AccessToken>, Error> {
         let mut rx = {
             let mut inflight = lock(&self.inner.inflight);
             match inflight.as_ref() {
-                Some(rx) => rx.clone(),
+                Some(rx) => {
+                    tracing::debug!(role = "waiter", "joining the renewal in flight");
+                    rx.clone()
+                }
                 None => {
+                    tracing::debug!(role = "leader", "starting a renewal");
                     let (tx, rx) = watch::channel(None);
                     *inflight = Some(rx.clone());
                     let session = self.clone();
                     // The renewal runs on its own task: a caller that gives up does not cancel it.
-                    tokio::spawn(async move {
-                        let guard = InflightGuard(session.clone());
-                        let result = session.renew_now().await;
-                        drop(guard);
-                        let _ = tx.send(Some(result));
-                    });
+                    tokio::spawn(
+                        async move {
+                            let guard = InflightGuard(session.clone());
+                            let result = session.renew_now().await;
+                            drop(guard);
+                            let _ = tx.send(Some(result));
+                        }
+                        .instrument(tracing::Span::current()),
+                    );
                     rx
                 }
             }
@@ -300,6 +334,7 @@ impl Session {
     }
 
     /// One renewal, run by exactly one task at a time.
+    #[tracing::instrument(name = "nethealth_oidc.refresh", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     async fn renew_now(&self) -> Result<Arc<AccessToken>, Error> {
         // Across processes: hold the store's lock and re-read it; another process may have renewed already. A
         // store that fails here (down, slow, lock held too long) leaves callers the current token while it is valid.
@@ -340,7 +375,16 @@ impl Session {
                 return Ok(self.refresh_cache());
             };
             let (request, refresh) = (renewal.request, renewal.is_refresh);
-            tracing::debug!(refresh, "renewing the access token");
+            let grant_type = if refresh {
+                "refresh_token"
+            } else {
+                "client_credentials"
+            };
+            tracing::debug!(
+                grant_type,
+                attempt = attempt + 1,
+                "renewing the access token"
+            );
             let error = match self.exchange(request, refresh, now).await {
                 Ok(set) => {
                     if let Err(error) = self.persist_and_install(set).await {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use nethealth_oidc_core::Error;
 use nethealth_oidc_core::context::Grant;
 use nethealth_oidc_core::store::{
-    AsyncKeyedTokenStore, KeyedEntry, KeyedTokenStore, SessionCache, SessionKey, SessionOptions,
+    AsyncKeyedTokenStore, KeyedEntry, KeyedTokenStore, LiveHandle, SessionCache, SessionKey,
+    SessionOptions,
 };
 
-use crate::{BlockingStore, Client, Session};
+use crate::{BlockingStore, Client, Session, WeakSession};
 
 /// Every user's session of one [`Client`], each under a caller-chosen [`SessionKey`] (a random session id kept in
 /// a cookie, a user id, a tenant id), all stored in one keyed store. `Clone + Send + Sync`: keep one in your
@@ -58,7 +59,7 @@ impl Client {
             self.clone(),
             store,
             options,
-            SessionCache::<(), ()>::DEFAULT_CAPACITY,
+            SessionCache::<Session, ()>::DEFAULT_CAPACITY,
         )
     }
 }
@@ -113,6 +114,12 @@ impl Sessions {
         if let Some(session) = self.inner.cache.get(key) {
             return Ok(Some(session));
         }
+        self.load(key).await
+    }
+
+    /// The slow path of [`get`](Self::get): the key's session is not cached.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "load", session = %key.fingerprint()))]
+    async fn load(&self, key: &SessionKey) -> Result<Option<Session>, Error> {
         let slot = self.inner.cache.slot(key);
         let _loading = slot.loading().lock().await;
         if let Some(session) = slot.value() {
@@ -129,6 +136,7 @@ impl Sessions {
 
     /// Starts the session of `key` from a finished login (replacing any session of `key`); the set is stored
     /// first.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "insert", session = %key.fingerprint()))]
     pub async fn insert(&self, key: &SessionKey, grant: Grant) -> Result<Session, Error> {
         let session = self
             .inner
@@ -141,18 +149,34 @@ impl Sessions {
 
     /// Forgets the session of `key`: out of the cache, and its stored set cleared. It does not revoke the tokens
     /// (call [`Session::revoke`] first for that).
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "remove", session = %key.fingerprint()))]
     pub async fn remove(&self, key: &SessionKey) -> Result<(), Error> {
         self.inner.cache.remove(key);
         Ok(self.inner.store.clear(key).await?)
     }
 
-    /// Drops the session of `key` from the cache only; its tokens stay stored.
+    /// Drops the session of `key` from the cache only; its tokens stay stored. While someone still holds that
+    /// session, [`get`](Self::get) returns it again (one key, one live session), else it loads the key anew.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "evict", session = %key.fingerprint()))]
     pub fn evict(&self, key: &SessionKey) {
-        self.inner.cache.remove(key);
+        self.inner.cache.evict(key);
     }
 
     fn options_for(&self, key: &SessionKey) -> SessionOptions {
         let entry = KeyedEntry::new(Arc::clone(&self.inner.store), key.clone());
         self.inner.options.clone().with_async_store(Arc::new(entry))
+    }
+}
+
+/// The cache keeps a weak reference to an evicted session, so that a session still held is found again.
+impl LiveHandle for Session {
+    type Weak = WeakSession;
+
+    fn downgrade(&self) -> WeakSession {
+        Session::downgrade(self)
+    }
+
+    fn upgrade(weak: &WeakSession) -> Option<Self> {
+        weak.upgrade()
     }
 }

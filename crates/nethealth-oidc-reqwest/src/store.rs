@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+use tracing::field::Empty;
+
 use nethealth_oidc_core::lifecycle::TokenSet;
 use nethealth_oidc_core::store::{
     AsyncKeyedTokenStore, AsyncTokenStore, KeyedTokenStore, SessionKey, SessionOptions, StoreError,
@@ -21,11 +24,58 @@ impl<S: ?Sized> BlockingStore<S> {
     }
 }
 
-/// The store the async session uses for `options`.
+/// The store the async session uses for `options`, traced.
 pub(crate) fn async_store(options: &SessionOptions) -> Arc<dyn AsyncTokenStore> {
-    match &options.async_store {
+    let store: Arc<dyn AsyncTokenStore> = match &options.async_store {
         Some(store) => Arc::clone(store),
         None => Arc::new(BlockingStore::new(Arc::clone(&options.store))),
+    };
+    Arc::new(Traced(store))
+}
+
+/// Every call of a session's store in a `nethealth_oidc.store` span: the operation, whether it succeeded, whether
+/// a load found a set, and how long it took. Never a token, never the key (a keyed store's entry is one key's).
+#[derive(Debug)]
+struct Traced(Arc<dyn AsyncTokenStore>);
+
+async fn traced<T>(
+    op: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+    found: impl FnOnce(&T) -> Option<bool>,
+) -> Result<T, StoreError> {
+    let span = tracing::debug_span!(
+        "nethealth_oidc.store",
+        op,
+        ok = Empty,
+        found = Empty,
+        elapsed_us = Empty
+    );
+    let started = std::time::Instant::now();
+    let result = call.instrument(span.clone()).await;
+    span.record("ok", result.is_ok());
+    if let Some(found) = result.as_ref().ok().and_then(found) {
+        span.record("found", found);
+    }
+    span.record("elapsed_us", started.elapsed().as_micros() as u64);
+    result
+}
+
+#[async_trait::async_trait]
+impl AsyncTokenStore for Traced {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        traced("load", self.0.load(), |set| Some(set.is_some())).await
+    }
+
+    async fn save(&self, set: &TokenSet) -> Result<(), StoreError> {
+        traced("save", self.0.save(set), |_| None).await
+    }
+
+    async fn clear(&self) -> Result<(), StoreError> {
+        traced("clear", self.0.clear(), |_| None).await
+    }
+
+    async fn lock(&self) -> Result<StoreGuard, StoreError> {
+        traced("lock", self.0.lock(), |_| None).await
     }
 }
 

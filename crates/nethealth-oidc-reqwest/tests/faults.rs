@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use nethealth_oidc_core::context::ClientOptions;
 use nethealth_oidc_core::retry::{RequestKind, RetryPolicy};
 use nethealth_oidc_core::secret::ClientSecret;
-use nethealth_oidc_core::wire::get_json;
 use nethealth_oidc_core::{
     ClientConfig, Endpoint, Error, ManualClock, ResponseError, Scopes, TransportError, UnixTime,
     Url,
 };
 use nethealth_oidc_reqwest::{Client, HttpClient, Provider, SessionOptions, TransportConfig};
+use nethealth_oidc_test_support::get_json;
 use nethealth_oidc_test_support::{
     RawServer, RawStep, Scripted, ScriptedServer, peak_rss_growth, rerun_self,
 };

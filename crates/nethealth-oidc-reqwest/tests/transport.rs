@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use nethealth_oidc_core::retry::{RequestKind, RetryPolicy};
-use nethealth_oidc_core::wire::{bearer, get_json, post_form};
 use nethealth_oidc_core::{Endpoint, TransportError, Url};
 use nethealth_oidc_reqwest::{HttpClient, TransportConfig, reqwest};
 use nethealth_oidc_test_support::{Scripted, ScriptedServer, capture_logs, refused_url};
+use nethealth_oidc_test_support::{bearer, get_json, post_form};
 
 /// The timeout of the tests that expect one; every other test runs with a generous one.
 const SHORT: Duration = Duration::from_millis(300);

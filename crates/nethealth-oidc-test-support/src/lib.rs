@@ -10,6 +10,7 @@
 //! - [`refused_url`]: a URL on a loopback port where nothing listens.
 //! - [`capture_logs`]: records everything that `tracing` (on this thread) and `log` emit at DEBUG and above, so
 //!   that a test can assert that no secret reaches the logs.
+//! - [`get_json`], [`post_form`], [`bearer`]: request values to send through a transport's `HttpClient`.
 //! - [`rerun_self`] and [`peak_rss_growth`]: a test re-runs its binary as a child that measures the peak memory of
 //!   one operation (Linux).
 //!
@@ -26,9 +27,11 @@
 mod capture;
 mod process;
 mod raw;
+mod requests;
 mod server;
 
 pub use capture::{LogCapture, capture_logs};
 pub use process::{peak_rss_growth, rerun_self};
 pub use raw::{RawServer, RawStep};
+pub use requests::{bearer, get_json, post_form};
 pub use server::{RecordedRequest, Scripted, ScriptedServer, refused_url};

@@ -10,6 +10,7 @@ impl Client {
     /// Starts a device login for `scopes` (`openid` is added): show the user code and the verification URI of
     /// [`DeviceFlow::authorization`], then call [`poll_device_login`](Self::poll_device_login) at
     /// [`DeviceFlow::poll_at`].
+    #[tracing::instrument(name = "nethealth_oidc.device", skip_all, fields(issuer = %self.provider().issuer(), op = "begin"))]
     pub fn begin_device_login(&self, scopes: &Scopes) -> Result<DeviceFlow, Error> {
         let request = self.context().device_authorization_request(scopes)?;
         let response =
@@ -27,6 +28,7 @@ impl Client {
 
     /// Polls the token endpoint once. It does not sleep: the caller waits until [`DeviceFlow::poll_at`] (and can
     /// stop waiting when the user presses Ctrl-C).
+    #[tracing::instrument(name = "nethealth_oidc.device", skip_all, fields(issuer = %self.provider().issuer(), op = "poll", grant_type = "urn:ietf:params:oauth:grant-type:device_code"))]
     pub fn poll_device_login(&self, flow: &mut DeviceFlow) -> Result<DeviceStep, Error> {
         let now = self.provider().clock().now();
         if flow.is_expired(now) {

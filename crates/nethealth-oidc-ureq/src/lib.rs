@@ -33,12 +33,13 @@ mod management;
 mod provider;
 mod session;
 mod sessions;
+mod traced;
 
 pub use authorized::AuthorizedClient;
 pub use nethealth_oidc_core::device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
-pub use session::Session;
+pub use session::{Session, WeakSession};
 pub use sessions::Sessions;
 
 /// A blocking HTTP client with nethealth-oidc's safety settings. Cheap to clone.
@@ -104,10 +105,19 @@ impl HttpClient {
         let _entered = span.enter();
         let mut attempt = 1;
         loop {
+            let started = std::time::Instant::now();
             let result = self.send_once(endpoint, request.clone());
+            let elapsed_ms = started.elapsed().as_millis() as u64;
             match &result {
-                Ok(r) => tracing::debug!(attempt, status = r.status().as_u16(), "response"),
-                Err(e) => tracing::debug!(attempt, error = %e, "no response"),
+                Ok(r) => {
+                    tracing::debug!(
+                        attempt,
+                        status = r.status().as_u16(),
+                        elapsed_ms,
+                        "response"
+                    )
+                }
+                Err(e) => tracing::debug!(attempt, error = %e, elapsed_ms, "no response"),
             }
             let delay = Outcome::of_result(&result).and_then(|outcome| {
                 self.config

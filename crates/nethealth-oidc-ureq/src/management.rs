@@ -19,6 +19,7 @@ impl Provider {
     /// or the client was deleted) is the provider's `invalid_token` (see [`Error::oauth_error`]).
     ///
     /// [`RegistrationError::NotManageable`]: nethealth_oidc_core::registration::RegistrationError::NotManageable
+    #[tracing::instrument(name = "nethealth_oidc.registration", skip_all, fields(issuer = %self.issuer(), op = "read"))]
     pub fn read_registration(&self, client: &RegisteredClient) -> Result<RegisteredClient, Error> {
         let request = registration::read_request(client)?;
         let response =
@@ -31,6 +32,7 @@ impl Provider {
     ///
     /// Keep the answer in place of `client`: a provider may rotate the registration access token on update
     /// (oidc-provider does), and then the old one no longer works. Sent once, never retried, for that reason.
+    #[tracing::instrument(name = "nethealth_oidc.registration", skip_all, fields(issuer = %self.issuer(), op = "update"))]
     pub fn update_registration(
         &self,
         client: &RegisteredClient,
@@ -47,6 +49,7 @@ impl Provider {
 
     /// Deletes a client's registration (RFC 7592 §2.3). Afterwards the provider refuses the client: a token
     /// request with it fails with `invalid_client`.
+    #[tracing::instrument(name = "nethealth_oidc.registration", skip_all, fields(issuer = %self.issuer(), op = "delete"))]
     pub fn delete_registration(&self, client: &RegisteredClient) -> Result<(), Error> {
         let request = registration::delete_request(client)?;
         let response = self
@@ -59,6 +62,7 @@ impl Provider {
 impl Client {
     /// Asks the provider whether `token` is active (RFC 7662), authenticated as this client authenticates at the
     /// token endpoint. An expired, revoked or unknown token is `Ok` with `active == false`, not an error.
+    #[tracing::instrument(name = "nethealth_oidc.introspection", skip_all, fields(issuer = %self.provider().issuer(), token_type = token.hint()))]
     pub fn introspect(&self, token: TokenRef<'_>) -> Result<Introspection, Error> {
         let request = self.context().introspection_request(token)?;
         let response = self.provider().http().send(

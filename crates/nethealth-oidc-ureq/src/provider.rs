@@ -49,6 +49,7 @@ impl Provider {
 
     /// [`discover`](Self::discover) with another clock (tests drive expiry with a
     /// [`ManualClock`](nethealth_oidc_core::ManualClock)).
+    #[tracing::instrument(name = "nethealth_oidc.discovery", skip_all, fields(issuer = issuer))]
     pub fn discover_with_clock(
         http: HttpClient,
         issuer: &str,
@@ -155,6 +156,7 @@ impl Provider {
 
     /// One refetch at a time: asks `decide` (under the cache's lock) what to do, and fetches if told to. Returns
     /// whether the keys are newer than `generation`.
+    #[tracing::instrument(name = "nethealth_oidc.jwks", skip_all, fields(issuer = %self.issuer(), generation = generation))]
     fn refetch(
         &self,
         generation: u64,
@@ -163,6 +165,7 @@ impl Provider {
         let _one_at_a_time = self.inner.refetch.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.inner.clock.now();
         let action = decide(&mut self.key_cache(), now);
+        tracing::debug!(action = action.name(), "JWKS refetch decided");
         let request = match action {
             KeyAction::Fetch { request } => request,
             KeyAction::CheckAgain => return Ok(true),
@@ -188,6 +191,7 @@ impl Provider {
     }
 
     /// Registers a client by RFC 7591 dynamic registration, with an optional initial access token.
+    #[tracing::instrument(name = "nethealth_oidc.registration", skip_all, fields(issuer = %self.issuer(), op = "register"))]
     pub fn register(
         &self,
         metadata: &ClientMetadata,
@@ -210,6 +214,7 @@ impl Provider {
     }
 
     /// Registers a client at the Net Health Accounts site's `/api/Clients/Register` action.
+    #[tracing::instrument(name = "nethealth_oidc.registration", skip_all, fields(issuer = %self.issuer(), op = "register_net_health"))]
     pub fn register_net_health(
         &self,
         registration: &NetHealthRegistration,
@@ -273,6 +278,7 @@ impl Client {
     }
 
     /// Starts a login from a customised request.
+    #[tracing::instrument(name = "nethealth_oidc.login.begin", skip_all, fields(issuer = %self.provider.issuer()))]
     pub fn begin_login_with(&self, request: AuthorizationRequest) -> (Url, PendingLogin) {
         request.build(&mut rand::rng(), self.provider.clock().now())
     }
@@ -280,6 +286,7 @@ impl Client {
     /// Finishes a login: checks the callback URL the browser came back to, exchanges the code, verifies the ID
     /// token, and returns the grant with its granted scopes. The user's refusal is an error for which
     /// [`Error::is_consent_denied`] is true; a partial grant is a success for which [`Grant::is_partial`] is true.
+    #[tracing::instrument(name = "nethealth_oidc.login.finish", skip_all, fields(issuer = %self.provider.issuer(), grant_type = "authorization_code"))]
     pub fn finish_login(&self, pending: &PendingLogin, callback_url: &Url) -> Result<Grant, Error> {
         let now = self.provider.clock().now();
         let request = self.context.exchange_request(pending, callback_url, now)?;
@@ -295,6 +302,7 @@ impl Client {
     }
 
     /// Gets a token for the client itself (machine to machine).
+    #[tracing::instrument(name = "nethealth_oidc.token", skip_all, fields(issuer = %self.provider.issuer(), grant_type = "client_credentials"))]
     pub fn client_credentials(&self, scopes: &Scopes) -> Result<Grant, Error> {
         let now = self.provider.clock().now();
         let scope = (!scopes.is_empty()).then_some(scopes);
@@ -310,6 +318,7 @@ impl Client {
     }
 
     /// Asks the userinfo endpoint about the user `sub` (the ID token's), with `access_token`.
+    #[tracing::instrument(name = "nethealth_oidc.userinfo", skip_all, fields(issuer = %self.provider.issuer()))]
     pub fn userinfo(&self, access_token: &AccessToken, sub: &str) -> Result<UserInfo, Error> {
         let request = self.context.userinfo_request(access_token)?;
         let response =
@@ -320,6 +329,7 @@ impl Client {
     }
 
     /// Revokes a token (RFC 7009).
+    #[tracing::instrument(name = "nethealth_oidc.revocation", skip_all, fields(issuer = %self.provider.issuer(), token_type = token.hint()))]
     pub fn revoke(&self, token: TokenRef<'_>) -> Result<(), Error> {
         let request = self.context.revocation_request(token)?;
         let response =

@@ -10,7 +10,7 @@ use nethealth_oidc_core::lifecycle::{GrantKind, Lifecycle, TokenSet};
 use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, State};
-use nethealth_oidc_core::store::SessionOptions;
+use nethealth_oidc_core::store::{SessionOptions, TokenStore as _};
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
 use nethealth_oidc_core::{
@@ -72,6 +72,25 @@ impl fmt::Debug for Session {
     }
 }
 
+/// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
+#[derive(Clone)]
+pub struct WeakSession(std::sync::Weak<Inner>);
+
+impl WeakSession {
+    /// The session, if it is still alive.
+    pub fn upgrade(&self) -> Option<Session> {
+        self.0.upgrade().map(|inner| Session { inner })
+    }
+}
+
+impl fmt::Debug for WeakSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakSession")
+            .field("alive", &(self.0.strong_count() > 0))
+            .finish()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -91,7 +110,7 @@ impl Client {
 
     /// The session kept in `options.store` by an earlier run, if any.
     pub fn resume(&self, options: SessionOptions) -> Result<Option<Session>, Error> {
-        let store = Arc::clone(&options.store);
+        let store = crate::traced::Traced(Arc::clone(&options.store));
         let Some(set) = blocking(move || store.load())?? else {
             return Ok(None);
         };
@@ -136,13 +155,20 @@ fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
 }
 
 impl Session {
+    /// A reference to this session that does not keep it alive (what [`Sessions`](crate::Sessions) keeps of a
+    /// session it evicted from its cache).
+    pub fn downgrade(&self) -> WeakSession {
+        WeakSession(Arc::downgrade(&self.inner))
+    }
+
     fn start(
         client: Client,
         set: TokenSet,
         kind: GrantKind,
-        options: SessionOptions,
+        mut options: SessionOptions,
         save: bool,
     ) -> Result<Session, Error> {
+        options.store = Arc::new(crate::traced::Traced(options.store));
         if save {
             let store = Arc::clone(&options.store);
             let to_save = set.clone();
@@ -279,9 +305,11 @@ impl Session {
     }
 
     /// The slow path: wait for the renewal in flight, or run one on this thread.
+    #[tracing::instrument(name = "nethealth_oidc.renewal", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     fn renew(&self) -> Result<Arc<AccessToken>, Error> {
         let mut flight = lock(&self.inner.inflight);
         if flight.running {
+            tracing::debug!(role = "waiter", "joining the renewal in flight");
             let generation = flight.generation;
             while flight.running && flight.generation == generation {
                 flight = self
@@ -297,6 +325,7 @@ impl Session {
         }
         flight.running = true;
         drop(flight);
+        tracing::debug!(role = "leader", "starting a renewal");
         let guard = InflightGuard(self.clone());
         let result = self.renew_now();
         lock(&self.inner.inflight).last = Some(result.clone());
@@ -305,6 +334,7 @@ impl Session {
     }
 
     /// One renewal, run by exactly one task at a time.
+    #[tracing::instrument(name = "nethealth_oidc.refresh", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     fn renew_now(&self) -> Result<Arc<AccessToken>, Error> {
         // Across processes: hold the store's lock and re-read it; another process may have renewed already. A
         // store that fails here (down, slow, lock held too long) leaves callers the current token while it is valid.
@@ -346,7 +376,16 @@ impl Session {
                 return Ok(self.refresh_cache());
             };
             let (request, refresh) = (renewal.request, renewal.is_refresh);
-            tracing::debug!(refresh, "renewing the access token");
+            let grant_type = if refresh {
+                "refresh_token"
+            } else {
+                "client_credentials"
+            };
+            tracing::debug!(
+                grant_type,
+                attempt = attempt + 1,
+                "renewing the access token"
+            );
             let error = match self.exchange(request, refresh, now) {
                 Ok(set) => {
                     if let Err(error) = self.persist_and_install(set) {

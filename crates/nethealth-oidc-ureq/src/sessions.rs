@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use nethealth_oidc_core::Error;
 use nethealth_oidc_core::context::Grant;
 use nethealth_oidc_core::store::{
-    KeyedEntry, KeyedTokenStore, SessionCache, SessionKey, SessionOptions,
+    KeyedEntry, KeyedTokenStore, LiveHandle, SessionCache, SessionKey, SessionOptions,
 };
 
-use crate::{Client, Session};
+use crate::{Client, Session, WeakSession};
 
 /// Every user's session of one [`Client`], each under a caller-chosen [`SessionKey`] (a random session id kept in
 /// a cookie, a user id, a tenant id), all stored in one keyed store. `Clone + Send + Sync`: share it between
@@ -48,7 +48,7 @@ impl Client {
             self.clone(),
             store,
             options,
-            SessionCache::<(), ()>::DEFAULT_CAPACITY,
+            SessionCache::<Session, ()>::DEFAULT_CAPACITY,
         )
     }
 }
@@ -103,6 +103,12 @@ impl Sessions {
         if let Some(session) = self.inner.cache.get(key) {
             return Ok(Some(session));
         }
+        self.load(key)
+    }
+
+    /// The slow path of [`get`](Self::get): the key's session is not cached.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "load", session = %key.fingerprint()))]
+    fn load(&self, key: &SessionKey) -> Result<Option<Session>, Error> {
         let slot = self.inner.cache.slot(key);
         let _loading = slot.loading().lock().unwrap_or_else(|p| p.into_inner());
         if let Some(session) = slot.value() {
@@ -119,6 +125,7 @@ impl Sessions {
 
     /// Starts the session of `key` from a finished login (replacing any session of `key`); the set is stored
     /// first.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "insert", session = %key.fingerprint()))]
     pub fn insert(&self, key: &SessionKey, grant: Grant) -> Result<Session, Error> {
         let session = self.inner.client.session(grant, self.options_for(key))?;
         self.inner.cache.insert(key, session.clone());
@@ -127,18 +134,34 @@ impl Sessions {
 
     /// Forgets the session of `key`: out of the cache, and its stored set cleared. It does not revoke the tokens
     /// (call [`Session::revoke`] first for that).
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "remove", session = %key.fingerprint()))]
     pub fn remove(&self, key: &SessionKey) -> Result<(), Error> {
         self.inner.cache.remove(key);
         Ok(self.inner.store.clear(key)?)
     }
 
-    /// Drops the session of `key` from the cache only; its tokens stay stored.
+    /// Drops the session of `key` from the cache only; its tokens stay stored. While someone still holds that
+    /// session, [`get`](Self::get) returns it again (one key, one live session), else it loads the key anew.
+    #[tracing::instrument(name = "nethealth_oidc.sessions", skip_all, fields(op = "evict", session = %key.fingerprint()))]
     pub fn evict(&self, key: &SessionKey) {
-        self.inner.cache.remove(key);
+        self.inner.cache.evict(key);
     }
 
     fn options_for(&self, key: &SessionKey) -> SessionOptions {
         let entry = KeyedEntry::new(Arc::clone(&self.inner.store), key.clone());
         self.inner.options.clone().with_store(Arc::new(entry))
+    }
+}
+
+/// The cache keeps a weak reference to an evicted session, so that a session still held is found again.
+impl LiveHandle for Session {
+    type Weak = WeakSession;
+
+    fn downgrade(&self) -> WeakSession {
+        Session::downgrade(self)
+    }
+
+    fn upgrade(weak: &WeakSession) -> Option<Self> {
+        weak.upgrade()
     }
 }

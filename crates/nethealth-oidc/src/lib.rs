@@ -38,6 +38,7 @@ pub use oidc_core::{
 #[cfg(feature = "async")]
 pub use nethealth_oidc_reqwest::{
     AuthorizedClient, BlockingStore, Client, DeviceStep, HttpClient, Provider, Session, Sessions,
+    WeakSession,
 };
 
 /// The `reqwest` crate the async API is built with. Use it for [`Session::authorized`] and
@@ -50,7 +51,7 @@ pub use nethealth_oidc_reqwest::reqwest;
 #[cfg(feature = "blocking")]
 pub mod blocking {
     pub use nethealth_oidc_ureq::{
-        AuthorizedClient, Client, DeviceStep, HttpClient, Provider, Session, Sessions,
+        AuthorizedClient, Client, DeviceStep, HttpClient, Provider, Session, Sessions, WeakSession,
     };
 
     /// The `ureq` crate the blocking API is built with. Use it for [`Session::authorized`], so that the

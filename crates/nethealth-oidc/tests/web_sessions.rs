@@ -321,3 +321,44 @@ async fn a_pending_login_kept_as_json_completes_and_an_expired_one_is_refused() 
     assert!(err.to_string().contains("start the login again"), "{err}");
     assert_eq!(kit.requests(Endpoint::Token), token_requests, "no exchange");
 }
+
+/// One key, one live session, even across an eviction: a session evicted from the cache while a caller holds it is
+/// the one `get` returns, so the two callers share its one refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_evicted_while_held_is_the_one_get_returns_so_one_refresh() {
+    let kit = kit().await;
+    let (clock, client) = client_at(&kit, ClientOptions::default()).await;
+    let sessions = client
+        .sessions(Arc::new(MemoryKeyedStore::new()), SessionOptions::default())
+        .with_capacity(1);
+    for i in 0..2 {
+        let (pending, callback) = browse(&client).await;
+        let grant = client.finish_login(&pending, &callback).await.unwrap();
+        sessions.insert(&user(i), grant).await.unwrap();
+    }
+    let held = sessions.get(&user(0)).await.unwrap().expect("stored");
+    advance(&kit, &clock, Duration::from_secs(3_700));
+    // Swept out by another user's session (capacity 1), then evicted explicitly: still held here.
+    sessions.get(&user(1)).await.unwrap().expect("stored");
+    sessions.get(&user(0)).await.unwrap().expect("stored");
+    sessions.evict(&user(0));
+    let again = sessions.get(&user(0)).await.unwrap().expect("stored");
+    let before = kit.requests(Endpoint::Token);
+    let (a, b) = tokio::join!(held.access_token(), again.access_token());
+    assert!(a.unwrap().ct_eq(&b.unwrap()), "the same renewed token");
+    assert_eq!(
+        kit.requests(Endpoint::Token) - before,
+        1,
+        "one refresh for the key"
+    );
+    // Once nobody holds it, the key is loaded again from the store (the renewed set).
+    drop((held, again));
+    sessions.evict(&user(0));
+    let stored = sessions.get(&user(0)).await.unwrap().expect("stored");
+    stored.access_token().await.unwrap();
+    assert_eq!(
+        kit.requests(Endpoint::Token) - before,
+        1,
+        "no second refresh"
+    );
+}

@@ -134,3 +134,47 @@ fn a_blocking_callback_from_its_query_or_request_uri_is_checked_as_the_full_url(
         "{err:?}"
     );
 }
+
+/// One key, one live session, even across an eviction (blocking): a session evicted while held is the one `get`
+/// returns, so two threads share its one refresh.
+#[test]
+fn a_blocking_session_evicted_while_held_is_the_one_get_returns_so_one_refresh() {
+    let kit = kit();
+    let (clock, client) = client_at(&kit);
+    let sessions = client
+        .sessions(
+            Arc::new(nethealth_oidc::MemoryKeyedStore::new()),
+            SessionOptions::default(),
+        )
+        .with_capacity(1);
+    for i in 0..2 {
+        let (pending, callback) = browse(&client);
+        let grant = client.finish_login(&pending, &callback).unwrap();
+        sessions.insert(&user(i), grant).unwrap();
+    }
+    let held = sessions.get(&user(0)).unwrap().expect("stored");
+    advance(&kit, &clock, Duration::from_secs(3_700));
+    sessions.get(&user(1)).unwrap().expect("stored");
+    sessions.get(&user(0)).unwrap().expect("stored");
+    sessions.evict(&user(0));
+    let again = sessions.get(&user(0)).unwrap().expect("stored");
+    let before = kit.requests(Endpoint::Token);
+    let barrier = Barrier::new(2);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            barrier.wait();
+            held.access_token()
+        });
+        let b = s.spawn(|| {
+            barrier.wait();
+            again.access_token()
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.unwrap().ct_eq(&b.unwrap()), "the same renewed token");
+    assert_eq!(
+        kit.requests(Endpoint::Token) - before,
+        1,
+        "one refresh for the key"
+    );
+}

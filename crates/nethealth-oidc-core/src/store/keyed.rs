@@ -27,29 +27,45 @@ use crate::lifecycle::TokenSet;
 /// only [`fingerprint`](Self::fingerprint) (a short SHA-256 prefix that tells keys apart in logs). The stores of
 /// `nethealth-oidc-store` name their files and keyring entries by [`digest_hex`](Self::digest_hex), so the key
 /// never reaches the disk either. Cheap to clone.
+///
+/// A key is hashed once, when it is made, with SipHash under a key drawn once per process (as `std`'s `HashMap`
+/// draws its own), so that looking it up in a [`SessionCache`] does not hash the string again, and keys chosen to
+/// collide cannot slow the cache down.
 #[derive(Clone, Eq)]
-pub struct SessionKey(Arc<str>);
+pub struct SessionKey {
+    text: Arc<str>,
+    hash: u64,
+}
+
+/// The process's SipHash key for [`SessionKey`]s (`RandomState` draws it from the OS once).
+fn key_hasher() -> &'static std::collections::hash_map::RandomState {
+    static STATE: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    STATE.get_or_init(Default::default)
+}
 
 impl SessionKey {
     /// A key; any string, including an empty one (give each user their own).
     pub fn new(key: impl Into<Arc<str>>) -> Self {
-        SessionKey(key.into())
+        use std::hash::BuildHasher as _;
+        let text: Arc<str> = key.into();
+        let hash = key_hasher().hash_one(&*text);
+        SessionKey { text, hash }
     }
 
     /// The key as given.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The lower-case hex SHA-256 of the key: 64 characters of `[0-9a-f]`, safe as a file name on every system.
     pub fn digest_hex(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes()))
+        hex(&Sha256::digest(self.text.as_bytes()))
     }
 
     /// The first 8 hex characters of [`digest_hex`](Self::digest_hex): enough to tell keys apart in a log, useless
     /// for guessing the key.
     pub fn fingerprint(&self) -> String {
-        hex(&Sha256::digest(self.0.as_bytes())[..4])
+        hex(&Sha256::digest(self.text.as_bytes())[..4])
     }
 }
 
@@ -64,15 +80,38 @@ fn hex(bytes: &[u8]) -> String {
 
 impl PartialEq for SessionKey {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
+        self.hash == other.hash && self.text == other.text
     }
 }
 
 impl Hash for SessionKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
+        state.write_u64(self.hash);
     }
 }
+
+/// The hasher of [`SessionCache`]'s map: a [`SessionKey`] brings its own SipHash, so this passes it through (and
+/// mixes anything else it is given, which the cache never does).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap<T> = HashMap<SessionKey, T, std::hash::BuildHasherDefault<KeyHasher>>;
 
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -243,15 +282,43 @@ impl KeyedTokenStore for MemoryKeyedStore {
     }
 }
 
+/// A handle to shared state (a transport's `Session` is an `Arc` inside) that a [`SessionCache`] can keep a weak
+/// reference to once it evicts it, so that a session still held by a caller is found again, not loaded twice.
+pub trait LiveHandle: Clone {
+    /// A reference that does not keep the value alive.
+    type Weak: Send + Sync;
+    /// The weak reference to this value.
+    fn downgrade(&self) -> Self::Weak;
+    /// The value, if someone still holds it.
+    fn upgrade(weak: &Self::Weak) -> Option<Self>;
+}
+
+impl<T: Send + Sync> LiveHandle for Arc<T> {
+    type Weak = std::sync::Weak<T>;
+
+    fn downgrade(&self) -> Self::Weak {
+        Arc::downgrade(self)
+    }
+
+    fn upgrade(weak: &Self::Weak) -> Option<Self> {
+        weak.upgrade()
+    }
+}
+
 /// The bounded cache of live sessions behind the transports' `Sessions`: key to value (a `Session`), with a
 /// per-key load lock `L` so that one key's session is loaded once however many callers ask at the same time.
 ///
 /// [`get`](Self::get) takes a read lock and sets an atomic flag, nothing else. When a new key would exceed the
 /// capacity, the cache sweeps: it drops the entries not used since the previous sweep (second chance), and if that
 /// is not enough, others, until it is at nine tenths of its capacity. A dropped entry's session lives on in the
-/// hands of whoever holds it; its tokens stay in the store, and the next `get` loads them again.
-pub struct SessionCache<V, L> {
-    map: RwLock<HashMap<SessionKey, Arc<CacheSlot<V, L>>>>,
+/// hands of whoever holds it; its tokens stay in the store. The cache keeps a weak reference to it
+/// ([`LiveHandle`]): while anyone still holds it, the next [`slot`](Self::slot) of its key gets that same session
+/// back, so one key never has two live sessions (two refreshes); once nobody does, the next `get` loads the key
+/// again. Weak references to dropped sessions are pruned at each sweep.
+pub struct SessionCache<V: LiveHandle, L> {
+    map: RwLock<KeyMap<Arc<CacheSlot<V, L>>>>,
+    /// Sessions evicted while someone may still hold them.
+    evicted: Mutex<KeyMap<V::Weak>>,
     capacity: usize,
 }
 
@@ -279,7 +346,7 @@ impl<V, L> CacheSlot<V, L> {
     }
 }
 
-impl<V, L> fmt::Debug for SessionCache<V, L> {
+impl<V: LiveHandle, L> fmt::Debug for SessionCache<V, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionCache")
             .field(
@@ -291,14 +358,15 @@ impl<V, L> fmt::Debug for SessionCache<V, L> {
     }
 }
 
-impl<V: Clone, L: Default> SessionCache<V, L> {
+impl<V: LiveHandle, L: Default> SessionCache<V, L> {
     /// The default capacity: 10,000 live sessions.
     pub const DEFAULT_CAPACITY: usize = 10_000;
 
     /// A cache of at most `capacity` sessions (at least one).
     pub fn new(capacity: usize) -> Self {
         SessionCache {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(KeyMap::default()),
+            evicted: Mutex::new(KeyMap::default()),
             capacity: capacity.max(1),
         }
     }
@@ -329,7 +397,8 @@ impl<V: Clone, L: Default> SessionCache<V, L> {
         Some(value)
     }
 
-    /// The slot of `key`, made if there is none (sweeping first if the cache is full).
+    /// The slot of `key`, made if there is none (sweeping first if the cache is full). A made slot holds the key's
+    /// evicted session if someone still holds it, else nothing (the caller loads it).
     pub fn slot(&self, key: &SessionKey) -> Arc<CacheSlot<V, L>> {
         if let Some(slot) = self.read().get(key) {
             return Arc::clone(slot);
@@ -341,8 +410,12 @@ impl<V: Clone, L: Default> SessionCache<V, L> {
         if map.len() >= self.capacity {
             self.sweep(&mut map);
         }
+        let live = self
+            .evicted()
+            .remove(key)
+            .and_then(|weak| V::upgrade(&weak));
         let slot = Arc::new(CacheSlot {
-            value: OnceLock::new(),
+            value: live.map_or_else(OnceLock::new, OnceLock::from),
             used: AtomicBool::new(true),
             loading: L::default(),
         });
@@ -361,15 +434,27 @@ impl<V: Clone, L: Default> SessionCache<V, L> {
         if map.len() >= self.capacity && !map.contains_key(key) {
             self.sweep(&mut map);
         }
+        self.evicted().remove(key);
         map.insert(key.clone(), slot)
             .and_then(|old| old.value.get().cloned())
     }
 
-    /// Drops `key`'s slot; returns its value, if it was loaded.
+    /// Forgets `key`'s session (logout): its slot, and any evicted session of `key`; returns the slot's value, if
+    /// it was loaded. A later `get` loads the key again.
     pub fn remove(&self, key: &SessionKey) -> Option<V> {
-        self.write()
-            .remove(key)
-            .and_then(|old| old.value.get().cloned())
+        let mut map = self.write();
+        self.evicted().remove(key);
+        map.remove(key).and_then(|old| old.value.get().cloned())
+    }
+
+    /// Drops `key`'s slot as a sweep would: while someone holds its session, the next `slot` of `key` gets it back.
+    pub fn evict(&self, key: &SessionKey) -> Option<V> {
+        let mut map = self.write();
+        let value = map.remove(key).and_then(|old| old.value.get().cloned());
+        if let Some(value) = &value {
+            self.evicted().insert(key.clone(), value.downgrade());
+        }
+        value
     }
 
     /// Drops `key`'s slot if it is still `slot` and holds no value (a load that found nothing stored).
@@ -383,24 +468,43 @@ impl<V: Clone, L: Default> SessionCache<V, L> {
         }
     }
 
-    fn sweep(&self, map: &mut HashMap<SessionKey, Arc<CacheSlot<V, L>>>) {
+    fn sweep(&self, map: &mut KeyMap<Arc<CacheSlot<V, L>>>) {
         let target = self.capacity - self.capacity / 10 - 1;
+        let mut evicted = self.evicted();
+        evicted.retain(|_, weak| V::upgrade(weak).is_some());
+        let mut keep_weak = |key: &SessionKey, slot: &CacheSlot<V, L>| {
+            if let Some(value) = slot.value.get() {
+                evicted.insert(key.clone(), value.downgrade());
+            }
+        };
         // Second chance: what was not used since the last sweep goes first; the rest start over as unused.
-        map.retain(|_, slot| slot.used.swap(false, Ordering::Relaxed));
+        map.retain(|key, slot| {
+            let used = slot.used.swap(false, Ordering::Relaxed);
+            if !used {
+                keep_weak(key, slot);
+            }
+            used
+        });
         if map.len() > target {
             let excess = map.len() - target;
             let victims: Vec<SessionKey> = map.keys().take(excess).cloned().collect();
             for key in victims {
-                map.remove(&key);
+                if let Some(slot) = map.remove(&key) {
+                    keep_weak(&key, &slot);
+                }
             }
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<SessionKey, Arc<CacheSlot<V, L>>>> {
+    fn evicted(&self) -> std::sync::MutexGuard<'_, KeyMap<V::Weak>> {
+        self.evicted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyMap<Arc<CacheSlot<V, L>>>> {
         self.map.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionKey, Arc<CacheSlot<V, L>>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, KeyMap<Arc<CacheSlot<V, L>>>> {
         self.map.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -409,7 +513,11 @@ impl<V: Clone, L: Default> SessionCache<V, L> {
 mod tests {
     use super::*;
 
-    type Cache = SessionCache<u32, ()>;
+    type Cache = SessionCache<Arc<u32>, ()>;
+
+    fn v(i: u32) -> Arc<u32> {
+        Arc::new(i)
+    }
 
     #[test]
     fn debug_shows_a_fingerprint_never_the_key() {
@@ -431,13 +539,13 @@ mod tests {
         for i in 0..1_000u32 {
             let key = SessionKey::new(i.to_string());
             let slot = cache.slot(&key);
-            assert_eq!(*slot.set(i), i);
-            assert_eq!(*slot.set(i + 1), i, "the first value stays");
+            assert_eq!(**slot.set(v(i)), i);
+            assert_eq!(**slot.set(v(i + 1)), i, "the first value stays");
             assert!(cache.len() <= 100, "{} entries", cache.len());
         }
         let key = SessionKey::new("999");
-        assert_eq!(cache.get(&key), Some(999), "the newest entry is kept");
-        assert_eq!(cache.remove(&key), Some(999));
+        assert_eq!(cache.get(&key), Some(v(999)), "the newest entry is kept");
+        assert_eq!(cache.remove(&key), Some(v(999)));
         assert_eq!(cache.get(&key), None);
     }
 
@@ -445,10 +553,10 @@ mod tests {
     fn a_sweep_drops_what_was_not_used_since_the_last_one() {
         let cache = Cache::new(10);
         for i in 0..10u32 {
-            cache.insert(&SessionKey::new(i.to_string()), i);
+            cache.insert(&SessionKey::new(i.to_string()), v(i));
         }
         // The first sweep finds everything used: it marks all as unused and drops two to make room.
-        cache.insert(&SessionKey::new("x"), 100);
+        cache.insert(&SessionKey::new("x"), v(100));
         assert_eq!(cache.len(), 9);
         let survivors: Vec<u32> = (0..10u32)
             .filter(|i| cache.get(&SessionKey::new(i.to_string())).is_some())
@@ -466,15 +574,43 @@ mod tests {
                 .store(false, Ordering::Relaxed);
         }
         drop(map);
-        cache.insert(&SessionKey::new("y"), 101);
-        cache.insert(&SessionKey::new("z"), 102);
+        cache.insert(&SessionKey::new("y"), v(101));
+        cache.insert(&SessionKey::new("z"), v(102));
         for i in &survivors[..3] {
-            assert_eq!(cache.get(&SessionKey::new(i.to_string())), Some(*i));
+            assert_eq!(cache.get(&SessionKey::new(i.to_string())), Some(v(*i)));
         }
         assert_eq!(cache.get(&unused), None, "not used since the last sweep");
-        assert_eq!(cache.get(&SessionKey::new("x")), Some(100));
-        assert_eq!(cache.get(&SessionKey::new("z")), Some(102));
+        assert_eq!(cache.get(&SessionKey::new("x")), Some(v(100)));
+        assert_eq!(cache.get(&SessionKey::new("z")), Some(v(102)));
         assert_eq!(cache.len(), 6);
+    }
+
+    #[test]
+    fn an_evicted_session_still_held_is_found_again_not_loaded_twice() {
+        let cache = Cache::new(1);
+        let (a, b) = (SessionKey::new("a"), SessionKey::new("b"));
+        let held = cache.slot(&a).set(v(1)).clone();
+        cache.insert(&b, v(2));
+        assert_eq!(cache.get(&a), None, "a was swept out");
+        let slot = cache.slot(&a);
+        let again = slot.value().expect("the live session is put back");
+        assert!(Arc::ptr_eq(again, &held), "the very session a caller holds");
+        // Explicit eviction too; once nobody holds it, the key is loaded again.
+        assert!(cache.evict(&a).is_some());
+        assert!(Arc::ptr_eq(cache.slot(&a).value().unwrap(), &held));
+        cache.evict(&a);
+        drop((held, slot));
+        assert!(cache.slot(&a).value().is_none(), "nothing live: load it");
+        // Logout forgets an evicted session as well.
+        let held = cache
+            .slot(&b)
+            .value()
+            .cloned()
+            .unwrap_or_else(|| cache.slot(&b).set(v(3)).clone());
+        cache.evict(&b);
+        cache.remove(&b);
+        assert!(cache.slot(&b).value().is_none(), "removed means removed");
+        drop(held);
     }
 
     #[test]
@@ -485,9 +621,9 @@ mod tests {
         cache.remove_empty(&key, &slot);
         assert!(cache.is_empty());
         let slot = cache.slot(&key);
-        slot.set(1);
+        slot.set(v(1));
         cache.remove_empty(&key, &slot);
-        assert_eq!(cache.get(&key), Some(1));
+        assert_eq!(cache.get(&key), Some(v(1)));
     }
 
     #[test]
