@@ -12,6 +12,8 @@
 //!   that a test can assert that no secret reaches the logs.
 //! - [`rerun_self`] and [`peak_rss_growth`]: a test re-runs its binary as a child that measures the peak memory of
 //!   one operation (Linux).
+//! - [`shared_redis_url`] (the redis-server `cargo xtask ci` starts) and [`OwnedRedis`], a redis-server a test
+//!   starts itself: with a password, or to stall it (`SIGSTOP`) and let it go on.
 //!
 //! ```
 //! use nethealth_oidc_test_support::{Scripted, ScriptedServer};
@@ -26,9 +28,11 @@
 mod capture;
 mod process;
 mod raw;
+mod redis;
 mod server;
 
 pub use capture::{LogCapture, capture_logs};
 pub use process::{peak_rss_growth, rerun_self};
 pub use raw::{RawServer, RawStep};
+pub use redis::{OwnedRedis, shared_redis_url};
 pub use server::{RecordedRequest, Scripted, ScriptedServer, refused_url};
