@@ -10,6 +10,7 @@
 //!
 //! Every wait is bounded (the store's connect and command timeouts, and a limit on each call here), so a test can
 //! fail but never hang. The shared server comes from `NETHEALTH_TEST_REDIS` (`cargo xtask ci` starts it).
+#![allow(clippy::print_stdout)]
 
 mod support;
 
