@@ -6,7 +6,8 @@
 //!   free loopback port, stopped by its pid afterwards, also on failure and on Ctrl-C (`service`).
 //! - `with-peers COMMAND...`: starts the peers as `ci` does, runs one command with their issuers in the
 //!   environment (e.g. `cargo xtask with-peers cargo test -p nethealth-oidc --test oidc_provider`), then stops them.
-//! - `bench`: the criterion benchmarks, with their ratios checked against the stated targets.
+//! - `bench`: the criterion benchmarks (with redis-server started for the `RedisStore` benches), with their ratios
+//!   checked against the stated targets.
 //! - `demo`: the four steps of the Net Health guide, with both clients, against the local Accounts site.
 //! - `fuzz [SECONDS]`: every cargo-fuzz target in `fuzz/` in turn, SECONDS each (default 60); see `fuzz.rs`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -232,15 +233,46 @@ const RATIO_CHECKS: &[RatioCheck] = &[
         max_ratio: 1.5,
         what: "Sessions::get(key) then access_token(), 10,000 users cached, vs one unkeyed async Session",
     },
+    RatioCheck {
+        group: "redis_store",
+        bench: "async_session_access_token_redis_store",
+        baseline: "floor_clock_read_plus_atomic_load",
+        max_ratio: 3.0,
+        what: "cached async Session::access_token() over RedisStore vs the floor: the store is not on the hot path",
+    },
+    RatioCheck {
+        group: "redis_store",
+        bench: "blocking_session_access_token_redis_store",
+        baseline: "floor_clock_read_plus_atomic_load",
+        max_ratio: 3.0,
+        what: "cached blocking Session::access_token() over RedisStore vs the floor",
+    },
+    RatioCheck {
+        group: "redis_store",
+        bench: "async_refresh_redis_store",
+        baseline: "async_refresh_memory_store",
+        max_ratio: 1.5,
+        what: "one refresh at the local site over RedisStore (lease, re-read, fenced save, release) vs over MemoryStore",
+    },
 ];
 
 /// Runs the benches, then checks every [`RATIO_CHECKS`] row against criterion's median estimates.
 fn bench(extra: &[String]) -> Result<(), String> {
     let cargo = cargo();
     let started = std::time::SystemTime::now();
-    let mut args = vec!["bench", "--workspace", "--locked"];
+    // The `RedisStore` benches need a redis-server and the facade's `redis` feature.
+    service::install_signal_handler()?;
+    let redis = redis::RedisServer::start()?;
+    let mut args = vec![
+        "bench",
+        "--workspace",
+        "--locked",
+        "--features",
+        "nethealth-oidc/redis",
+    ];
     args.extend(extra.iter().map(String::as_str));
-    run(&cargo, &args, &[])?;
+    run(&cargo, &args, &[(redis::ENV, redis.url())])?;
+    drop(redis);
 
     let criterion = target_dir().join("criterion");
     let mut failures = Vec::new();

@@ -10,6 +10,7 @@ use crate::discovery::DiscoveryError;
 use crate::error::{ErrorCode, OAuthError, ResponseError, TransportError};
 use crate::id_token::IdTokenError;
 use crate::registration::RegistrationError;
+use crate::store::StoreError;
 use crate::token::TokenRequestError;
 use crate::userinfo::UserinfoError;
 
@@ -173,10 +174,17 @@ impl Error {
         }
     }
 
-    /// Whether the same request may succeed later (connect failures, timeouts, 5xx, 429).
+    /// Whether the same request may succeed later (connect failures, timeouts, 5xx, 429, a networked store that is
+    /// down, slow, or whose lease was lost or held by another process).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport(e) => !matches!(e, TransportError::BodyTooLarge { .. }),
+            Error::Store(e) => matches!(
+                e,
+                StoreError::Unavailable { .. }
+                    | StoreError::LeaseLost { .. }
+                    | StoreError::LockTimeout { .. }
+            ),
             Error::Response(e) => e.is_transient(),
             Error::Discovery(DiscoveryError::Response(e)) => e.is_transient(),
             Error::Renewal(_) => true,

@@ -34,9 +34,10 @@ pub enum StoreError {
         /// What the OS said.
         reason: String,
     },
-    /// The file exists but does not hold a token set (truncated, edited, or not ours). It is left as it is.
+    /// The file (or Redis value) exists but does not hold a token set (truncated, edited, copied from another key, or
+    /// not ours). It is left as it is.
     #[error(
-        "the token file {path} is corrupt ({reason}); it was left untouched: move it away or delete it, then log in again"
+        "the stored token set at {path} is corrupt ({reason}); it was left untouched: move it away or delete it (a file, or a Redis key), then log in again"
     )]
     Corrupt {
         /// The file.
@@ -46,7 +47,7 @@ pub enum StoreError {
     },
     /// The file was written by a newer version of this library.
     #[error(
-        "the token file {path} has format version {found}, which this version cannot read; upgrade nethealth-oidc or log in again with another file"
+        "the stored token set at {path} has format version {found}, which this version cannot read; upgrade nethealth-oidc, or log in again with another file or key"
     )]
     UnsupportedVersion {
         /// The file.

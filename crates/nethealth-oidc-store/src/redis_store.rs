@@ -302,9 +302,22 @@ impl RedisStore {
                 reason: e.to_string(),
             }
         } else {
+            let options = &self.shared.options;
+            // A timeout's own text is the OS's ("Resource temporarily unavailable"): say what happened instead.
+            let reason = if e.is_timeout() {
+                format!(
+                    "no answer within the command timeout ({} ms) or connect timeout ({} ms)",
+                    options.command_timeout.as_millis(),
+                    options.connect_timeout.as_millis()
+                )
+            } else if e.is_connection_refusal() {
+                format!("connection refused: nothing listens there ({e})")
+            } else {
+                e.to_string()
+            };
             StoreError::Unavailable {
                 store: self.name(),
-                reason: e.to_string(),
+                reason,
             }
         }
     }

@@ -3,7 +3,6 @@
 #![cfg(feature = "redis")]
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nethealth_oidc_core::context::Grant;
@@ -13,13 +12,11 @@ use nethealth_oidc_core::{GrantedScopes, ScopeSource, Scopes, UnixTime};
 use nethealth_oidc_store::{
     EncryptionKey, RedisOptions, RedisStore, StoreError, TokenSet, TokenStore,
 };
+use nethealth_oidc_test_support::{OwnedRedis, shared_redis_url};
 
-/// The test server's URL; a missing one fails the test and says how to start it.
+/// The shared test server's URL; a missing one fails the test and says how to start it.
 fn redis_url() -> String {
-    std::env::var("NETHEALTH_TEST_REDIS").expect(
-        "NETHEALTH_TEST_REDIS is not set: run `cargo xtask ci`, which starts redis-server, or start one with \
-         `redis-server --port 6390 --save '' --daemonize no` and set NETHEALTH_TEST_REDIS=redis://127.0.0.1:6390",
-    )
+    shared_redis_url()
 }
 
 /// A key of its own for each test, so that tests run in parallel against one server.
@@ -200,6 +197,7 @@ fn a_refused_connection_is_unavailable_and_says_what_to_do() {
         err.to_string().contains("check that it is running"),
         "{err}"
     );
+    assert!(err.to_string().contains("connection refused"), "{err}");
     assert!(matches!(
         store.save(&set("t", 1)).unwrap_err(),
         StoreError::Unavailable { .. }
@@ -220,6 +218,7 @@ fn a_server_that_never_answers_times_out() {
     let started = Instant::now();
     let err = store.load().unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("no answer within"), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -228,45 +227,10 @@ fn a_server_that_never_answers_times_out() {
     drop(listener);
 }
 
-/// A redis-server with a password, stopped (by its pid) on drop.
-struct Guarded(Child, u16);
-
-impl Guarded {
-    fn start(password: &str) -> Guarded {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--requirepass", password, "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed: `apt-get install -y redis-server` (cargo xtask ci installs it)");
-        let guard = Guarded(child, port);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::mem::forget(dir); // redis-server writes nothing with --save ''; the folder is tiny.
-        guard
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn bad_credentials_are_unauthorized_and_never_echo_the_password() {
-    let server = Guarded::start("s3cret-pass");
-    let port = server.1;
+    let server = OwnedRedis::start_with_password("s3cret-pass");
+    let port = server.port();
     for url in [
         format!("redis://127.0.0.1:{port}"),
         format!("redis://:wrong-pass@127.0.0.1:{port}"),
@@ -290,6 +254,70 @@ fn bad_credentials_are_unauthorized_and_never_echo_the_password() {
     good.save(&set("t", 1)).unwrap();
     assert!(good.load().unwrap().is_some());
     assert!(!format!("{good:?}").contains("s3cret-pass"));
+
+    // An ACL user (`redis://user:password@...`) with the wrong password.
+    let mut admin = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "fleet", "on", ">fleet-pass", "~*", "+@all"])
+        .query(&mut admin)
+        .unwrap();
+    let wrong = RedisStore::open(
+        &format!("redis://fleet:not-fleet-pass@127.0.0.1:{port}"),
+        "user-1",
+        RedisOptions::default(),
+    )
+    .unwrap();
+    let err = wrong.lock().unwrap_err();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
+    assert!(!err.to_string().contains("not-fleet-pass"), "{err}");
+    let user = RedisStore::open(
+        &format!("redis://fleet:fleet-pass@127.0.0.1:{port}"),
+        "user-1",
+        RedisOptions::default(),
+    )
+    .unwrap();
+    assert!(user.load().unwrap().is_some(), "the ACL user reads the set");
+}
+
+#[test]
+fn an_altered_or_truncated_sealed_value_is_corrupt() {
+    let a = store(
+        "altered",
+        RedisOptions::default().with_encryption(EncryptionKey::from_bytes([3; 32])),
+    );
+    a.save(&set("token-a", 100)).unwrap();
+    let mut conn = raw();
+    let stored: String = redis::cmd("GET")
+        .arg(a.redis_key())
+        .query(&mut conn)
+        .unwrap();
+    let mut envelope: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let sealed = envelope["sealed"].as_str().unwrap().to_owned();
+    // One character of the ciphertext changed; then the value cut short; then not base64 at all.
+    let flipped = {
+        let mut chars: Vec<char> = sealed.chars().collect();
+        chars[20] = if chars[20] == 'A' { 'B' } else { 'A' };
+        chars.into_iter().collect::<String>()
+    };
+    for (sealed, says) in [
+        (flipped, "altered"),
+        ("AAAA".to_owned(), "truncated"),
+        ("%%%".to_owned(), "not base64"),
+    ] {
+        envelope["sealed"] = serde_json::Value::String(sealed);
+        let () = redis::cmd("SET")
+            .arg(a.redis_key())
+            .arg(envelope.to_string())
+            .query(&mut conn)
+            .unwrap();
+        let err = a.load().unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains(says), "{err}");
+        assert!(err.to_string().contains("delete it"), "{err}");
+    }
 }
 
 #[test]

@@ -13,6 +13,8 @@
 //! - [`get_json`], [`post_form`], [`bearer`]: request values to send through a transport's `HttpClient`.
 //! - [`rerun_self`] and [`peak_rss_growth`]: a test re-runs its binary as a child that measures the peak memory of
 //!   one operation (Linux).
+//! - [`shared_redis_url`] (the redis-server `cargo xtask ci` starts) and [`OwnedRedis`], a redis-server a test
+//!   starts itself: with a password, or to stall it (`SIGSTOP`) and let it go on.
 //!
 //! ```
 //! use nethealth_oidc_test_support::{Scripted, ScriptedServer};
@@ -28,10 +30,12 @@ mod capture;
 mod process;
 mod raw;
 mod requests;
+mod redis;
 mod server;
 
 pub use capture::{LogCapture, capture_logs};
 pub use process::{peak_rss_growth, rerun_self};
 pub use raw::{RawServer, RawStep};
 pub use requests::{bearer, get_json, post_form};
+pub use redis::{OwnedRedis, shared_redis_url};
 pub use server::{RecordedRequest, Scripted, ScriptedServer, refused_url};
