@@ -16,7 +16,8 @@
 //! | [`jwks`] | the provider's signing keys |
 //! | [`registration`] | Net Health `/api/Clients/Register`, RFC 7591 and RFC 7592 |
 //! | [`authorize`] | starting a login (PKCE, `state`, `nonce`) and checking its callback |
-//! | [`token`] | the token endpoint and client authentication |
+//! | [`token`] | the token endpoint |
+//! | [`client_auth`] | client authentication: secrets, `private_key_jwt`, `client_secret_jwt` |
 //! | [`device`] | the device flow (RFC 8628) for machines without a browser |
 //! | [`scope`] | granted and refused scopes |
 //! | [`id_token`] | ID-token validation |
@@ -29,6 +30,7 @@
 
 pub mod authorize;
 pub mod client;
+pub mod client_auth;
 pub mod context;
 pub mod device;
 pub mod discovery;

@@ -66,7 +66,7 @@ impl Client {
     /// Asks the provider whether `token` is active (RFC 7662), authenticated as this client authenticates at the
     /// token endpoint. An expired, revoked or unknown token is `Ok` with `active == false`, not an error.
     pub async fn introspect(&self, token: TokenRef<'_>) -> Result<Introspection, Error> {
-        let request = self.context().introspection_request(token)?;
+        let request = self.context().introspection_request(token, &self.stamp())?;
         let response = self
             .provider()
             .http()

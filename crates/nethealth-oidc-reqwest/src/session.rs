@@ -335,9 +335,10 @@ impl Session {
             }
         }
         for attempt in 0..2 {
-            let now = self.now();
+            let stamp = self.inner.client.stamp();
+            let now = stamp.now();
             let renewal =
-                lock(&self.inner.lifecycle).poll_renewal(now, self.inner.client.context())?;
+                lock(&self.inner.lifecycle).poll_renewal(&stamp, self.inner.client.context())?;
             let Some(renewal) = renewal else {
                 return Ok(self.refresh_cache());
             };

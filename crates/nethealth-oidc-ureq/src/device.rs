@@ -11,7 +11,9 @@ impl Client {
     /// [`DeviceFlow::authorization`], then call [`poll_device_login`](Self::poll_device_login) at
     /// [`DeviceFlow::poll_at`].
     pub fn begin_device_login(&self, scopes: &Scopes) -> Result<DeviceFlow, Error> {
-        let request = self.context().device_authorization_request(scopes)?;
+        let request = self
+            .context()
+            .device_authorization_request(scopes, &self.stamp())?;
         let response =
             self.provider()
                 .http()
@@ -32,7 +34,7 @@ impl Client {
         if flow.is_expired(now) {
             return Ok(DeviceStep::Expired);
         }
-        let request = self.context().device_token_request(flow)?;
+        let request = self.context().device_token_request(flow, &self.stamp())?;
         let response =
             self.provider()
                 .http()

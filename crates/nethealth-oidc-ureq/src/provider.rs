@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use nethealth_oidc_core::authorize::{AuthorizationRequest, PendingLogin};
+use nethealth_oidc_core::client_auth::RequestStamp;
 use nethealth_oidc_core::context::{ClientContext, ClientOptions, Grant};
 use nethealth_oidc_core::discovery::{self, ProviderMetadata};
 use nethealth_oidc_core::jwks::{self, JwkSet, JwksRefreshPolicy, KeyAction, KeyCache};
@@ -255,6 +256,11 @@ impl Client {
         &self.context
     }
 
+    /// A fresh [`RequestStamp`] (the time and a random `jti`) for one request that authenticates the client.
+    pub fn stamp(&self) -> RequestStamp {
+        RequestStamp::draw(&mut rand::rng(), self.provider.clock().now())
+    }
+
     /// An authorization request for `scopes`, to customise (prompt, login_hint, max_age, ...) and then pass to
     /// [`begin_login_with`](Self::begin_login_with).
     pub fn login_request(&self, scopes: &Scopes) -> Result<AuthorizationRequest, Error> {
@@ -281,8 +287,11 @@ impl Client {
     /// token, and returns the grant with its granted scopes. The user's refusal is an error for which
     /// [`Error::is_consent_denied`] is true; a partial grant is a success for which [`Grant::is_partial`] is true.
     pub fn finish_login(&self, pending: &PendingLogin, callback_url: &Url) -> Result<Grant, Error> {
-        let now = self.provider.clock().now();
-        let request = self.context.exchange_request(pending, callback_url, now)?;
+        let stamp = self.stamp();
+        let now = stamp.now();
+        let request = self
+            .context
+            .exchange_request(pending, callback_url, &stamp)?;
         let response = self
             .provider
             .http()
@@ -296,9 +305,10 @@ impl Client {
 
     /// Gets a token for the client itself (machine to machine).
     pub fn client_credentials(&self, scopes: &Scopes) -> Result<Grant, Error> {
-        let now = self.provider.clock().now();
+        let stamp = self.stamp();
+        let now = stamp.now();
         let scope = (!scopes.is_empty()).then_some(scopes);
-        let request = self.context.client_credentials_request(scope)?;
+        let request = self.context.client_credentials_request(scope, &stamp)?;
         let response = self
             .provider
             .http()
@@ -321,7 +331,7 @@ impl Client {
 
     /// Revokes a token (RFC 7009).
     pub fn revoke(&self, token: TokenRef<'_>) -> Result<(), Error> {
-        let request = self.context.revocation_request(token)?;
+        let request = self.context.revocation_request(token, &self.stamp())?;
         let response =
             self.provider
                 .http()
