@@ -23,6 +23,7 @@
 //! | [`id_token`] | ID-token validation |
 //! | [`userinfo`], [`revocation`], [`introspection`], [`end_session`] | the other endpoints |
 //! | [`lifecycle`] | the token lifecycle as a state machine |
+//! | [`smart`] | SMART on FHIR: `/.well-known/smart-configuration`, the launch context |
 //!
 //! Errors from the provider are [`ResponseError`]s that keep apart "the provider said no", "the provider answered
 //! something unexpected" and "the body did not parse". Secrets are newtypes from [`secret`] whose `Debug` is
@@ -46,6 +47,7 @@ pub mod retry;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
+pub mod smart;
 pub mod store;
 
 pub mod time;

@@ -107,6 +107,22 @@ impl Provider {
         &self.inner.metadata.issuer
     }
 
+    /// Reads SMART on FHIR's `{fhir_base}/.well-known/smart-configuration` (a FHIR server's base URL; often the
+    /// issuer).
+    pub fn smart_configuration(
+        &self,
+        fhir_base: &Url,
+    ) -> Result<nethealth_oidc_core::smart::SmartConfiguration, Error> {
+        let request = nethealth_oidc_core::smart::smart_configuration_request(fhir_base);
+        let response =
+            self.inner
+                .http
+                .send(Endpoint::Discovery, RequestKind::Idempotent, request)?;
+        Ok(nethealth_oidc_core::smart::parse_smart_configuration(
+            &response,
+        )?)
+    }
+
     /// The HTTP client.
     pub fn http(&self) -> &HttpClient {
         &self.inner.http

@@ -166,6 +166,91 @@ mod async_api {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn smart_backend_services_in_one_call_and_the_launch_context_of_a_login() {
+        let key = rsa_key().with_algorithm(SigningAlgorithm::RS384).unwrap();
+        let kit = kit(vec![spec("backend", &key)]).await;
+        let provider = Provider::discover(http(), kit.issuer()).await.unwrap();
+        let smart = provider
+            .smart_configuration(&url(kit.issuer()))
+            .await
+            .unwrap();
+        assert!(smart.supports_backend_services(), "{smart:?}");
+        assert!(smart.has_capability("client-confidential-asymmetric"));
+        assert!(
+            smart
+                .token_endpoint_auth_signing_alg_values_supported
+                .contains(&"RS384".to_owned())
+        );
+
+        let client = provider
+            .client(config("backend", key), ClientOptions::default())
+            .unwrap();
+        let session = client
+            .backend_services_session(&Scopes::parse(SYSTEM_SCOPES), SessionOptions::default())
+            .await
+            .unwrap();
+        assert!(session.allows(SYSTEM_SCOPES));
+
+        // A client with a secret is not a backend service: refused before anything is sent.
+        let before = kit.requests(Endpoint::Token);
+        let secret_client = provider
+            .client(
+                ClientConfig::new("backend", Some(ClientSecret::new("s"))),
+                ClientOptions::default(),
+            )
+            .unwrap();
+        let err = secret_client
+            .backend_services_session(&Scopes::parse(SYSTEM_SCOPES), SessionOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("with_signing_key"), "{err}");
+        assert_eq!(kit.requests(Endpoint::Token), before);
+
+        // A user login's launch context is typed, and survives a refresh.
+        let clock = clock_for(&kit);
+        let provider = Provider::discover_with_clock(http(), kit.issuer(), clock.clone())
+            .await
+            .unwrap();
+        let client = provider
+            .client(
+                config(
+                    "backend",
+                    client.context().config().signing_key.clone().unwrap(),
+                ),
+                ClientOptions::default(),
+            )
+            .unwrap();
+        let fields = serde_json::json!({"patient": "pat-1", "encounter": "enc-1", "need_patient_banner": true,
+                                        "smart_style_url": "http://127.0.0.1/style.json", "intent": "summary"});
+        kit.set_launch_context(fields.as_object().unwrap().clone());
+        let (auth_url, pending) = client.begin_login(&Scopes::parse(ALL)).unwrap();
+        let callback = Browser::new()
+            .login_async(auth_url.as_str(), &Consent::GrantAll)
+            .await
+            .unwrap();
+        let grant = client
+            .finish_login(&pending, &url(&callback))
+            .await
+            .unwrap();
+        let context = grant.launch_context();
+        assert_eq!(context.patient.as_deref(), Some("pat-1"));
+        assert_eq!(context.encounter.as_deref(), Some("enc-1"));
+        assert_eq!(context.need_patient_banner, Some(true));
+        assert_eq!(context.intent.as_deref(), Some("summary"));
+        let session = client
+            .session(grant, SessionOptions::default())
+            .await
+            .unwrap();
+        advance(&kit, &clock, Duration::from_secs(3600));
+        session.access_token().await.unwrap();
+        assert_eq!(
+            session.token_set().launch_context(),
+            context,
+            "kept across the refresh"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn client_secret_jwt_authenticates_with_hs256() {
         let secret = "a-long-enough-client-secret-for-hs256";
         let kit = kit(vec![
@@ -338,6 +423,22 @@ mod blocking_api {
         let next = session.access_token().unwrap();
         assert!(!next.ct_eq(&first));
         assert_eq!(kit.requests(Endpoint::Token), before + 1);
+    }
+
+    #[test]
+    fn smart_configuration_and_backend_services() {
+        let key = ec_key(&ECDSA_P384_SHA384_FIXED_SIGNING);
+        let kit = kit(spec("backend", &key));
+        let provider = Provider::discover(http(), kit.issuer()).unwrap();
+        let smart = provider.smart_configuration(&url(kit.issuer())).unwrap();
+        assert!(smart.supports_backend_services());
+        let client = provider
+            .client(config("backend", key), ClientOptions::default())
+            .unwrap();
+        let session = client
+            .backend_services_session(&Scopes::parse(SYSTEM_SCOPES), SessionOptions::default())
+            .unwrap();
+        assert!(session.allows(SYSTEM_SCOPES));
     }
 
     #[test]
