@@ -213,6 +213,20 @@ const RATIO_CHECKS: &[RatioCheck] = &[
         what: "RS256 ID-token verify vs raw aws-lc-rs RSA-2048 PKCS#1 SHA-256 verify",
     },
     RatioCheck {
+        group: "client_assertion",
+        bench: "nethealth_client_assertion_rs256",
+        baseline: "raw_aws_lc_rs_rsa2048_sign",
+        max_ratio: 1.3,
+        what: "private_key_jwt assertion (RS256, RSA-2048) vs raw aws-lc-rs RSA-2048 PKCS#1 SHA-256 sign",
+    },
+    RatioCheck {
+        group: "client_assertion",
+        bench: "nethealth_client_assertion_es256",
+        baseline: "raw_aws_lc_rs_p256_sign",
+        max_ratio: 1.3,
+        what: "private_key_jwt assertion (ES256, P-256) vs raw aws-lc-rs P-256 ECDSA sign",
+    },
+    RatioCheck {
         group: "access_token",
         bench: "async_session_access_token",
         baseline: "floor_clock_read_plus_atomic_load",

@@ -41,7 +41,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::client::{ClientConfig, TokenAuthMethod};
+use crate::client::ClientConfig;
+use crate::client_auth::{ClientAuth, RequestStamp};
 use crate::discovery::ProviderMetadata;
 use crate::error::{Endpoint, ErrorCode, OAuthError, truncate};
 use crate::scope::Scopes;
@@ -80,7 +81,7 @@ fn is_reserved(name: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
 }
 
-fn random_b64url(rng: &mut (impl CryptoRng + ?Sized)) -> String {
+pub(crate) fn random_b64url(rng: &mut (impl CryptoRng + ?Sized)) -> String {
     let mut bytes = [0u8; RANDOM_BYTES];
     rng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
@@ -559,8 +560,9 @@ impl PendingLogin {
         &self,
         token_endpoint: &Url,
         client: &ClientConfig,
-        auth: TokenAuthMethod,
+        auth: &ClientAuth,
         code: &AuthorizationCode,
+        stamp: &RequestStamp,
     ) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
         code_exchange_request(
             token_endpoint,
@@ -569,6 +571,7 @@ impl PendingLogin {
             code,
             &self.redirect_uri,
             self.code_verifier.as_ref(),
+            stamp,
         )
     }
 }
@@ -1247,8 +1250,9 @@ mod tests {
             .code_exchange_request(
                 &url("https://accounts.example.com/connect/token"),
                 &client,
-                TokenAuthMethod::None,
+                &ClientAuth::new(crate::client::TokenAuthMethod::None),
                 &AuthorizationCode::new("abc"),
+                &RequestStamp::new_inner(UnixTime::from_secs(0), "jti"),
             )
             .unwrap();
         assert_eq!(

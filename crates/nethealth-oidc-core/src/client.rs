@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::client_auth::{AssertionAudience, ClientKey};
 use crate::secret::ClientSecret;
 
 /// How the client authenticates at the token endpoint (and the revocation and introspection endpoints).
@@ -16,6 +17,11 @@ pub enum TokenAuthMethod {
     ClientSecretPost,
     /// A public client: `client_id` in the body, no secret.
     None,
+    /// A JWT assertion signed with the client's private key (RFC 7523, OpenID Connect Core §9); see
+    /// [`client_auth`](crate::client_auth).
+    PrivateKeyJwt,
+    /// A JWT assertion signed with HS256, keyed with the client secret (OpenID Connect Core §9).
+    ClientSecretJwt,
 }
 
 impl TokenAuthMethod {
@@ -25,15 +31,19 @@ impl TokenAuthMethod {
             TokenAuthMethod::ClientSecretBasic => "client_secret_basic",
             TokenAuthMethod::ClientSecretPost => "client_secret_post",
             TokenAuthMethod::None => "none",
+            TokenAuthMethod::PrivateKeyJwt => "private_key_jwt",
+            TokenAuthMethod::ClientSecretJwt => "client_secret_jwt",
         }
     }
 
-    /// Parses a registered name; unknown names (`private_key_jwt`, ...) give `None`.
+    /// Parses a registered name; unknown names (`tls_client_auth`, ...) give `None`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "client_secret_basic" => Some(TokenAuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(TokenAuthMethod::ClientSecretPost),
             "none" => Some(TokenAuthMethod::None),
+            "private_key_jwt" => Some(TokenAuthMethod::PrivateKeyJwt),
+            "client_secret_jwt" => Some(TokenAuthMethod::ClientSecretJwt),
             _ => None,
         }
     }
@@ -41,7 +51,7 @@ impl TokenAuthMethod {
 
 /// A registered client, as the application stores it.
 ///
-/// `Debug` never shows the secret (it is a [`ClientSecret`]).
+/// `Debug` never shows the secret (it is a [`ClientSecret`]) nor the private key (a [`ClientKey`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ClientConfig {
@@ -58,6 +68,13 @@ pub struct ClientConfig {
     /// The registered `id_token_signed_response_alg`, when known.
     #[serde(default)]
     pub id_token_signed_response_alg: Option<String>,
+    /// The private key for `private_key_jwt`. Never serialized: load it from where you keep secrets and set it
+    /// with [`with_signing_key`](Self::with_signing_key) after loading the rest.
+    #[serde(skip)]
+    pub signing_key: Option<ClientKey>,
+    /// The `aud` of client assertions (default: the token endpoint).
+    #[serde(default)]
+    pub assertion_audience: AssertionAudience,
 }
 
 impl ClientConfig {
@@ -69,6 +86,8 @@ impl ClientConfig {
             redirect_uris: Vec::new(),
             token_endpoint_auth_method: None,
             id_token_signed_response_alg: None,
+            signing_key: None,
+            assertion_audience: AssertionAudience::TokenEndpoint,
         }
     }
 
@@ -81,6 +100,19 @@ impl ClientConfig {
     /// Sets the registered token endpoint auth method.
     pub fn with_auth_method(mut self, method: TokenAuthMethod) -> Self {
         self.token_endpoint_auth_method = Some(method);
+        self
+    }
+
+    /// Sets the private key for `private_key_jwt` (chosen automatically when the provider offers it, unless another
+    /// method is registered).
+    pub fn with_signing_key(mut self, key: ClientKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// Sets the `aud` of client assertions.
+    pub fn with_assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
         self
     }
 

@@ -20,6 +20,7 @@ use url::Url;
 
 use crate::authorize::{AuthorizationRequest, IssPolicy, PendingLogin, Pkce, parse_callback};
 use crate::client::{ClientConfig, TokenAuthMethod};
+use crate::client_auth::{ClientAuth, RequestStamp};
 use crate::discovery::ProviderMetadata;
 use crate::end_session::{EndSessionParams, end_session_url};
 use crate::error::Endpoint;
@@ -134,7 +135,7 @@ pub struct ClientContext {
     metadata: ProviderMetadata,
     config: ClientConfig,
     token_endpoint: Url,
-    auth: TokenAuthMethod,
+    auth: ClientAuth,
     verifier: IdTokenVerifier,
     options: ClientOptions,
 }
@@ -150,7 +151,7 @@ impl ClientContext {
             .token_endpoint
             .clone()
             .ok_or(Error::Unsupported("token endpoint"))?;
-        let auth = token::choose_auth_method(&metadata, &config)?;
+        let auth = ClientAuth::resolve(&metadata, &config)?;
         let verifier = IdTokenVerifier::new(
             metadata.issuer.clone(),
             &config,
@@ -184,7 +185,13 @@ impl ClientContext {
 
     /// The auth method used at the token, revocation and introspection endpoints.
     pub fn auth_method(&self) -> TokenAuthMethod {
-        self.auth
+        self.auth.method()
+    }
+
+    /// The resolved client authentication (method, and for the JWT methods the algorithm and `aud`), as
+    /// [`client_auth::form_request`](crate::client_auth::form_request) takes it.
+    pub fn client_auth(&self) -> &ClientAuth {
+        &self.auth
     }
 
     /// The ID-token verifier.
@@ -226,13 +233,15 @@ impl ClientContext {
         )
     }
 
-    /// Checks the callback the browser came back with and builds the code exchange.
+    /// Checks the callback the browser came back with and builds the code exchange, authenticated with `stamp`
+    /// (drawn for this request; its time is also the time the login's expiry is checked against).
     pub fn exchange_request(
         &self,
         pending: &PendingLogin,
         callback_url: &Url,
-        now: UnixTime,
+        stamp: &RequestStamp,
     ) -> Result<Request<Vec<u8>>, Error> {
+        let now = stamp.now();
         if pending.issuer() != self.metadata.issuer || pending.client_id() != self.config.client_id
         {
             return Err(Error::Callback(
@@ -248,7 +257,13 @@ impl ClientContext {
             callback_url,
             IssPolicy::from_metadata(&self.metadata),
         )?;
-        Ok(pending.code_exchange_request(&self.token_endpoint, &self.config, self.auth, &code)?)
+        Ok(pending.code_exchange_request(
+            &self.token_endpoint,
+            &self.config,
+            &self.auth,
+            &code,
+            stamp,
+        )?)
     }
 
     /// Checks the token response of a login: the ID token (signature, issuer, audience, nonce, `at_hash`,
@@ -301,12 +316,31 @@ impl ClientContext {
     pub fn client_credentials_request(
         &self,
         scope: Option<&Scopes>,
+        stamp: &RequestStamp,
     ) -> Result<Request<Vec<u8>>, Error> {
         Ok(token::client_credentials_request(
             &self.token_endpoint,
             &self.config,
-            self.auth,
+            &self.auth,
             scope,
+            stamp,
+        )?)
+    }
+
+    /// The refresh request for `refresh_token`.
+    pub fn refresh_request(
+        &self,
+        refresh_token: &crate::secret::RefreshToken,
+        scope: Option<&Scopes>,
+        stamp: &RequestStamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        Ok(token::refresh_request(
+            &self.token_endpoint,
+            &self.config,
+            &self.auth,
+            refresh_token,
+            scope,
+            stamp,
         )?)
     }
 
@@ -346,7 +380,11 @@ impl ClientContext {
     }
 
     /// The revocation request for `token`.
-    pub fn revocation_request(&self, token: TokenRef<'_>) -> Result<Request<Vec<u8>>, Error> {
+    pub fn revocation_request(
+        &self,
+        token: TokenRef<'_>,
+        stamp: &RequestStamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
         let endpoint = self
             .metadata
             .revocation_endpoint
@@ -355,13 +393,18 @@ impl ClientContext {
         Ok(revocation::revocation_request(
             endpoint,
             &self.config,
-            self.auth,
+            &self.auth,
             token,
+            stamp,
         )?)
     }
 
     /// The introspection request (RFC 7662) for `token`, authenticated as at the token endpoint.
-    pub fn introspection_request(&self, token: TokenRef<'_>) -> Result<Request<Vec<u8>>, Error> {
+    pub fn introspection_request(
+        &self,
+        token: TokenRef<'_>,
+        stamp: &RequestStamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
         let endpoint = self
             .metadata
             .introspection_endpoint
@@ -370,8 +413,9 @@ impl ClientContext {
         Ok(introspection::introspection_request(
             endpoint,
             &self.config,
-            self.auth,
+            &self.auth,
             token,
+            stamp,
         )?)
     }
 

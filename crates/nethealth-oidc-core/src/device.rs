@@ -20,6 +20,7 @@ use http::{Request, Response};
 use serde::Deserialize;
 use url::Url;
 
+use crate::client_auth::{self, RequestStamp};
 use crate::context::{ClientContext, Grant};
 use crate::error::{Endpoint, ErrorCode, OAuthError, ResponseError};
 use crate::id_token::Expectations;
@@ -66,17 +67,19 @@ pub fn device_authorization_request(
     endpoint: &Url,
     context: &ClientContext,
     scopes: &Scopes,
+    stamp: &RequestStamp,
 ) -> Result<Request<Vec<u8>>, Error> {
     let scope = scopes.to_string();
     let mut params = Vec::new();
     if !scopes.is_empty() {
         params.push(("scope", scope.as_str()));
     }
-    Ok(token::authenticated_form_request(
+    Ok(client_auth::form_request(
         endpoint,
         context.config(),
-        context.auth_method(),
+        context.client_auth(),
         &params,
+        stamp,
     )?)
 }
 
@@ -253,13 +256,17 @@ fn is_code(error: &OAuthError, code: &str) -> bool {
 
 impl ClientContext {
     /// The device authorization request for `scopes` (`openid` is added, as for a browser login).
-    pub fn device_authorization_request(&self, scopes: &Scopes) -> Result<Request<Vec<u8>>, Error> {
+    pub fn device_authorization_request(
+        &self,
+        scopes: &Scopes,
+        stamp: &RequestStamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
         let endpoint = self
             .metadata()
             .device_authorization_endpoint
             .as_ref()
             .ok_or(Error::Unsupported("device authorization endpoint"))?;
-        device_authorization_request(endpoint, self, &self.device_scopes(scopes))
+        device_authorization_request(endpoint, self, &self.device_scopes(scopes), stamp)
     }
 
     /// The scopes [`device_authorization_request`](Self::device_authorization_request) asks for.
@@ -270,11 +277,15 @@ impl ClientContext {
     }
 
     /// The polling token request of `flow`.
-    pub fn device_token_request(&self, flow: &DeviceFlow) -> Result<Request<Vec<u8>>, Error> {
-        Ok(token::authenticated_form_request(
+    pub fn device_token_request(
+        &self,
+        flow: &DeviceFlow,
+        stamp: &RequestStamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        Ok(client_auth::form_request(
             self.token_endpoint(),
             self.config(),
-            self.auth_method(),
+            self.client_auth(),
             &[
                 ("grant_type", DEVICE_CODE_GRANT),
                 (
@@ -282,6 +293,7 @@ impl ClientContext {
                     flow.authorization.device_code.expose_secret(),
                 ),
             ],
+            stamp,
         )?)
     }
 

@@ -87,7 +87,7 @@ pub fn parse_discovery(
     Ok(metadata)
 }
 
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -131,6 +131,10 @@ pub struct ProviderMetadata {
     /// `token_endpoint_auth_methods_supported`; when absent the default is `client_secret_basic`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// `token_endpoint_auth_signing_alg_values_supported`: the algorithms of `private_key_jwt` and
+    /// `client_secret_jwt` assertions the provider accepts.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
     /// `id_token_signing_alg_values_supported`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub id_token_signing_alg_values_supported: Vec<String>,

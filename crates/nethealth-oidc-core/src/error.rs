@@ -248,7 +248,8 @@ impl OAuthError {
                 "the code or refresh token was rejected (expired, revoked or already used): the user must log in again"
             }
             (ErrorCode::InvalidClient, _) | (ErrorCode::UnauthorizedClient, _) => {
-                "check the client id and secret, and the token endpoint auth method the client is registered for"
+                "check the client id and secret (or, for private_key_jwt, that the client's key is the one registered \
+                 in its jwks), and the token endpoint auth method the client is registered for"
             }
             (ErrorCode::AccessDenied, _) => {
                 "the user (or the provider) refused: ask again, or go on without this access"

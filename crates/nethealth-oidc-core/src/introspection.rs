@@ -7,7 +7,8 @@
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
-use crate::client::{ClientConfig, TokenAuthMethod};
+use crate::client::ClientConfig;
+use crate::client_auth::{ClientAuth, RequestStamp};
 use crate::error::{Endpoint, ResponseError};
 use crate::revocation::{TokenRef, token_form_request};
 use crate::scope::Scopes;
@@ -127,14 +128,15 @@ fn scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Scopes>, D::Error> {
     Ok(Option::<String>::deserialize(d)?.map(|s| Scopes::parse(&s)))
 }
 
-/// Builds the introspection request for `token`, authenticated with `method` as at the token endpoint.
+/// Builds the introspection request for `token`, authenticated by `auth` as at the token endpoint.
 pub fn introspection_request(
     endpoint: &Url,
     client: &ClientConfig,
-    method: TokenAuthMethod,
+    auth: &ClientAuth,
     token: TokenRef<'_>,
+    stamp: &RequestStamp,
 ) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
-    token_form_request(endpoint, client, method, token)
+    token_form_request(endpoint, client, auth, token, stamp)
 }
 
 /// Parses the introspection answer.
@@ -152,6 +154,7 @@ pub fn parse_introspection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::TokenAuthMethod;
     use crate::secret::{AccessToken, ClientSecret};
 
     fn resp(status: u16, body: &str) -> http::Response<Vec<u8>> {
@@ -169,8 +172,12 @@ mod tests {
         let r = introspection_request(
             &url,
             &client,
-            TokenAuthMethod::ClientSecretPost,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretPost),
             TokenRef::Access(&at),
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         assert_eq!(

@@ -16,12 +16,14 @@
 //! | [`jwks`] | the provider's signing keys |
 //! | [`registration`] | Net Health `/api/Clients/Register`, RFC 7591 and RFC 7592 |
 //! | [`authorize`] | starting a login (PKCE, `state`, `nonce`) and checking its callback |
-//! | [`token`] | the token endpoint and client authentication |
+//! | [`token`] | the token endpoint |
+//! | [`client_auth`] | client authentication: secrets, `private_key_jwt`, `client_secret_jwt` |
 //! | [`device`] | the device flow (RFC 8628) for machines without a browser |
 //! | [`scope`] | granted and refused scopes |
 //! | [`id_token`] | ID-token validation |
 //! | [`userinfo`], [`revocation`], [`introspection`], [`end_session`] | the other endpoints |
 //! | [`lifecycle`] | the token lifecycle as a state machine |
+//! | [`smart`] | SMART on FHIR: `/.well-known/smart-configuration`, the launch context |
 //!
 //! Errors from the provider are [`ResponseError`]s that keep apart "the provider said no", "the provider answered
 //! something unexpected" and "the body did not parse". Secrets are newtypes from [`secret`] whose `Debug` is
@@ -29,6 +31,7 @@
 
 pub mod authorize;
 pub mod client;
+pub mod client_auth;
 pub mod context;
 pub mod device;
 pub mod discovery;
@@ -44,6 +47,7 @@ pub mod retry;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
+pub mod smart;
 pub mod store;
 pub mod time;
 pub mod token;

@@ -544,8 +544,15 @@ impl Lifecycle {
 
     /// What to do now (see [`Action`]). Returning [`Action::Refresh`] or [`Action::RequestNewToken`] marks a
     /// renewal in flight: no second request is handed out until its outcome is reported.
-    pub fn poll_action(&mut self, now: UnixTime, context: &ClientContext) -> Action {
-        self.observe(now);
+    ///
+    /// `stamp` carries the time and the fresh `jti` a renewal request authenticates with (see
+    /// [`RequestStamp`](crate::client_auth::RequestStamp)); draw one per call.
+    pub fn poll_action(
+        &mut self,
+        stamp: &crate::client_auth::RequestStamp,
+        context: &ClientContext,
+    ) -> Action {
+        self.observe(stamp.now());
         let now = self.now;
         if let Some(reason) = self.login_required {
             return Action::LoginRequired { reason };
@@ -580,7 +587,7 @@ impl Lifecycle {
             GrantKind::ClientCredentials { scope } => {
                 let scope = (!scope.is_empty()).then_some(scope);
                 context
-                    .client_credentials_request(scope)
+                    .client_credentials_request(scope, stamp)
                     .map(|request| Action::RequestNewToken { request })
             }
             GrantKind::AuthorizationCode => {
@@ -593,15 +600,9 @@ impl Lifecycle {
                 if self.set.refresh_expires_at.is_some_and(|exp| now >= exp) {
                     return self.require_login(LoginRequiredReason::RefreshTokenExpired, None);
                 }
-                token::refresh_request(
-                    context.token_endpoint(),
-                    context.config(),
-                    context.auth_method(),
-                    refresh_token,
-                    None,
-                )
-                .map(|request| Action::Refresh { request })
-                .map_err(Error::from)
+                context
+                    .refresh_request(refresh_token, None, stamp)
+                    .map(|request| Action::Refresh { request })
             }
         };
         match request {
@@ -629,10 +630,10 @@ impl Lifecycle {
     /// send (it is then in flight), or the error the callers get.
     pub fn poll_renewal(
         &mut self,
-        now: UnixTime,
+        stamp: &crate::client_auth::RequestStamp,
         context: &ClientContext,
     ) -> Result<Option<Renewal>, Error> {
-        match self.poll_action(now, context) {
+        match self.poll_action(stamp, context) {
             Action::UseToken => Ok(None),
             Action::Refresh { request } => Ok(Some(Renewal {
                 request,

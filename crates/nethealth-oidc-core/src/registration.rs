@@ -156,6 +156,30 @@ impl ClientMetadata {
         self
     }
 
+    /// Registers for `private_key_jwt` with `key`'s public half published as `jwks` (RFC 7591 §2), and its pinned
+    /// algorithm, if any, as `token_endpoint_auth_signing_alg`. The private key is never sent.
+    pub fn with_signing_key(mut self, key: &crate::client_auth::ClientKey) -> Self {
+        self.token_endpoint_auth_method = Some(TokenAuthMethod::PrivateKeyJwt);
+        self.extra.remove("jwks_uri");
+        self.extra.insert("jwks".into(), key.public_jwks());
+        if let Some(alg) = key.algorithm() {
+            self.extra.insert(
+                "token_endpoint_auth_signing_alg".into(),
+                alg.as_str().into(),
+            );
+        }
+        self
+    }
+
+    /// Registers for `private_key_jwt` with the public keys served at `jwks_uri` (the caller serves them).
+    pub fn with_jwks_uri(mut self, jwks_uri: &Url) -> Self {
+        self.token_endpoint_auth_method = Some(TokenAuthMethod::PrivateKeyJwt);
+        self.extra.remove("jwks");
+        self.extra
+            .insert("jwks_uri".into(), jwks_uri.as_str().into());
+        self
+    }
+
     /// Sets the post-logout redirect URIs.
     pub fn with_post_logout_redirect_uris(mut self, uris: Vec<Url>) -> Self {
         self.post_logout_redirect_uris = uris;

@@ -6,10 +6,11 @@
 use http::{Request, Response};
 use url::Url;
 
-use crate::client::{ClientConfig, TokenAuthMethod};
+use crate::client::ClientConfig;
+use crate::client_auth::{self, ClientAuth, RequestStamp};
 use crate::error::{Endpoint, ResponseError};
 use crate::secret::{AccessToken, RefreshToken};
-use crate::token::{self, TokenRequestError};
+use crate::token::TokenRequestError;
 use crate::wire;
 
 /// A token to revoke or introspect, which also names its `token_type_hint`.
@@ -41,29 +42,32 @@ impl TokenRef<'_> {
 }
 
 /// Builds an RFC 7009 form-POST with `token`, `token_type_hint` and the client authentication of the token
-/// endpoint ([`token::authenticated_form_request`]).
+/// endpoint ([`client_auth::form_request`]).
 pub(crate) fn token_form_request(
     endpoint: &Url,
     client: &ClientConfig,
-    method: TokenAuthMethod,
+    auth: &ClientAuth,
     token: TokenRef<'_>,
+    stamp: &RequestStamp,
 ) -> Result<Request<Vec<u8>>, TokenRequestError> {
-    token::authenticated_form_request(
+    client_auth::form_request(
         endpoint,
         client,
-        method,
+        auth,
         &[("token", token.secret()), ("token_type_hint", token.hint())],
+        stamp,
     )
 }
 
-/// Builds the revocation request for `token`, authenticated with `method` (see [`ClientConfig`]).
+/// Builds the revocation request for `token`, authenticated by `auth` (see [`ClientConfig`]).
 pub fn revocation_request(
     endpoint: &Url,
     client: &ClientConfig,
-    method: TokenAuthMethod,
+    auth: &ClientAuth,
     token: TokenRef<'_>,
+    stamp: &RequestStamp,
 ) -> Result<Request<Vec<u8>>, TokenRequestError> {
-    token_form_request(endpoint, client, method, token)
+    token_form_request(endpoint, client, auth, token, stamp)
 }
 
 /// Parses the revocation answer: 200 is success (the body is ignored); an error body such as
@@ -74,6 +78,7 @@ pub fn parse_revocation(response: &Response<Vec<u8>>) -> Result<(), ResponseErro
 
 #[cfg(test)]
 mod tests {
+    use crate::client::TokenAuthMethod;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
 
@@ -93,8 +98,12 @@ mod tests {
         let r = revocation_request(
             &endpoint(),
             &client,
-            TokenAuthMethod::ClientSecretBasic,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretBasic),
             TokenRef::Refresh(&rt),
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         let auth = &r.headers()[http::header::AUTHORIZATION];
@@ -114,8 +123,12 @@ mod tests {
         let r = revocation_request(
             &endpoint(),
             &client,
-            TokenAuthMethod::ClientSecretPost,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretPost),
             TokenRef::Access(&at),
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         assert_eq!(
@@ -126,8 +139,12 @@ mod tests {
         let r = revocation_request(
             &endpoint(),
             &client,
-            TokenAuthMethod::None,
+            &ClientAuth::new(TokenAuthMethod::None),
             TokenRef::Access(&at),
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         assert_eq!(
@@ -139,8 +156,12 @@ mod tests {
             revocation_request(
                 &endpoint(),
                 &public,
-                TokenAuthMethod::ClientSecretBasic,
-                TokenRef::Access(&at)
+                &ClientAuth::new(TokenAuthMethod::ClientSecretBasic),
+                TokenRef::Access(&at),
+                &crate::client_auth::RequestStamp::new_inner(
+                    crate::time::UnixTime::from_secs(0),
+                    "jti"
+                )
             )
             .unwrap_err(),
             TokenRequestError::MissingSecret {

@@ -119,6 +119,12 @@ secret_type!(
     DeviceCode
 );
 secret_type!(
+    /// A signed client assertion (RFC 7523): whoever holds it can authenticate as the client until it expires.
+    ClientAssertion
+);
+/// The client's private key for `private_key_jwt`, kept with the other secrets: redacted `Debug`, zeroized on drop.
+pub use crate::client_auth::ClientKey;
+secret_type!(
     /// An RFC 7591 initial access token or RFC 7592 registration access token.
     RegistrationAccessToken
 );

@@ -36,6 +36,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::client::{ClientConfig, TokenAuthMethod};
+use crate::client_auth::{self, ClientAuth, RequestStamp};
 use crate::discovery::ProviderMetadata;
 use crate::error::{Endpoint, ResponseError};
 use crate::scope::{GrantedScopes, ScopeSource, Scopes};
@@ -140,7 +141,8 @@ pub enum TokenRequestError {
     /// The provider lists no auth method this client can use.
     #[error(
         "the provider accepts only [{}] at the token endpoint, and this client can do none of them: register the \
-         client for client_secret_basic or client_secret_post (or as a public client)",
+         client for client_secret_basic or client_secret_post (or as a public client), or give it a private key \
+         (ClientConfig::with_signing_key) for private_key_jwt",
         .supported.join(", ")
     )]
     NoSupportedAuthMethod {
@@ -153,6 +155,41 @@ pub enum TokenRequestError {
     /// A required value (the code, the refresh token) is empty.
     #[error("the {0} is empty: pass the value the provider issued")]
     EmptyValue(&'static str),
+    /// `private_key_jwt` without a private key.
+    #[error(
+        "token endpoint auth method `{}` needs the client's private key, but the client has none: load it with \
+         ClientKey::from_pem or ClientKey::from_jwk and set it with ClientConfig::with_signing_key",
+        .method.as_str()
+    )]
+    MissingSigningKey {
+        /// The method that needs the key.
+        method: TokenAuthMethod,
+    },
+    /// No algorithm both the key and the provider accept.
+    #[error(
+        "the provider accepts client assertions signed with [{}] only, but the {key} can sign with [{}]: use a key \
+         of a type the provider accepts, or pin one of its algorithms with ClientKey::with_algorithm",
+        .supported.join(", "), .can_sign.join(", ")
+    )]
+    NoSupportedSigningAlgorithm {
+        /// The key (type and `kid`), or `client secret`.
+        key: String,
+        /// What the key can sign with.
+        can_sign: Vec<String>,
+        /// `token_endpoint_auth_signing_alg_values_supported`.
+        supported: Vec<String>,
+    },
+    /// The key could not sign the assertion.
+    #[error(
+        "the client key `{kid}` could not sign the client assertion ({reason}): check that it is a valid private \
+         key for its algorithm (RSA of at least 2048 bits, EC P-256 or P-384)"
+    )]
+    Signing {
+        /// The key's `kid`.
+        kid: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Chooses how to authenticate at the token endpoint.
@@ -176,14 +213,26 @@ pub fn choose_auth_method(
     };
     let offers = |m: TokenAuthMethod| supported.iter().any(|s| s == m.as_str());
     let has_secret = client.client_secret.is_some();
+    let has_key = client.signing_key.is_some();
 
     if let Some(registered) = client.token_endpoint_auth_method {
-        if registered != TokenAuthMethod::None && !has_secret {
-            return Err(TokenRequestError::MissingSecret { method: registered });
+        match registered {
+            TokenAuthMethod::None => {}
+            TokenAuthMethod::PrivateKeyJwt if !has_key => {
+                return Err(TokenRequestError::MissingSigningKey { method: registered });
+            }
+            TokenAuthMethod::PrivateKeyJwt => {}
+            _ if !has_secret => {
+                return Err(TokenRequestError::MissingSecret { method: registered });
+            }
+            _ => {}
         }
         if offers(registered) {
             return Ok(registered);
         }
+    }
+    if has_key && offers(TokenAuthMethod::PrivateKeyJwt) {
+        return Ok(TokenAuthMethod::PrivateKeyJwt);
     }
     if !has_secret {
         return Ok(TokenAuthMethod::None);
@@ -191,6 +240,7 @@ pub fn choose_auth_method(
     [
         TokenAuthMethod::ClientSecretBasic,
         TokenAuthMethod::ClientSecretPost,
+        TokenAuthMethod::ClientSecretJwt,
     ]
     .into_iter()
     .find(|m| offers(*m))
@@ -216,40 +266,6 @@ pub fn basic_auth_header(client_id: &str, client_secret: &str) -> HeaderValue {
     value
 }
 
-/// Builds a form `POST` to `endpoint` carrying `params` plus the client's authentication by `auth`.
-///
-/// The token, revocation (RFC 7009) and introspection (RFC 7662) endpoints all authenticate the client this way.
-pub fn authenticated_form_request(
-    endpoint: &Url,
-    client: &ClientConfig,
-    auth: TokenAuthMethod,
-    params: &[(&str, &str)],
-) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
-    if client.client_id.is_empty() {
-        return Err(TokenRequestError::EmptyClientId);
-    }
-    let secret = || {
-        client
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose_secret())
-            .ok_or(TokenRequestError::MissingSecret { method: auth })
-    };
-    let mut pairs: Vec<(&str, &str)> = params.to_vec();
-    let mut authorization = None;
-    match auth {
-        TokenAuthMethod::ClientSecretBasic => {
-            authorization = Some(basic_auth_header(&client.client_id, secret()?));
-        }
-        TokenAuthMethod::ClientSecretPost => {
-            pairs.push(("client_id", &client.client_id));
-            pairs.push(("client_secret", secret()?));
-        }
-        TokenAuthMethod::None => pairs.push(("client_id", &client.client_id)),
-    }
-    Ok(wire::post_form(endpoint, pairs, authorization))
-}
-
 /// The `authorization_code` grant (RFC 6749 §4.1.3): exchanges the code from the callback for tokens.
 ///
 /// `redirect_uri` must be the one the authorization request used. `code_verifier` is the PKCE verifier (RFC 7636),
@@ -257,10 +273,11 @@ pub fn authenticated_form_request(
 pub fn code_exchange_request(
     token_endpoint: &Url,
     client: &ClientConfig,
-    auth: TokenAuthMethod,
+    auth: &ClientAuth,
     code: &AuthorizationCode,
     redirect_uri: &Url,
     code_verifier: Option<&CodeVerifier>,
+    stamp: &RequestStamp,
 ) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
     if code.expose_secret().is_empty() {
         return Err(TokenRequestError::EmptyValue("authorization code"));
@@ -273,16 +290,17 @@ pub fn code_exchange_request(
     if let Some(v) = code_verifier {
         params.push(("code_verifier", v.expose_secret()));
     }
-    authenticated_form_request(token_endpoint, client, auth, &params)
+    client_auth::form_request(token_endpoint, client, auth, &params, stamp)
 }
 
 /// The `refresh_token` grant (RFC 6749 §6). `scope`, when given and not empty, asks for a narrower grant.
 pub fn refresh_request(
     token_endpoint: &Url,
     client: &ClientConfig,
-    auth: TokenAuthMethod,
+    auth: &ClientAuth,
     refresh_token: &RefreshToken,
     scope: Option<&Scopes>,
+    stamp: &RequestStamp,
 ) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
     if refresh_token.expose_secret().is_empty() {
         return Err(TokenRequestError::EmptyValue("refresh token"));
@@ -295,7 +313,7 @@ pub fn refresh_request(
     if let Some(s) = &scope {
         params.push(("scope", s));
     }
-    authenticated_form_request(token_endpoint, client, auth, &params)
+    client_auth::form_request(token_endpoint, client, auth, &params, stamp)
 }
 
 /// The `client_credentials` grant (RFC 6749 §4.4), for a confidential client acting on its own behalf.
@@ -304,10 +322,11 @@ pub fn refresh_request(
 pub fn client_credentials_request(
     token_endpoint: &Url,
     client: &ClientConfig,
-    auth: TokenAuthMethod,
+    auth: &ClientAuth,
     scope: Option<&Scopes>,
+    stamp: &RequestStamp,
 ) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
-    if auth == TokenAuthMethod::None {
+    if auth.method() == TokenAuthMethod::None {
         return Err(TokenRequestError::PublicClientCannotUseClientCredentials);
     }
     let scope = scope.filter(|s| !s.is_empty()).map(Scopes::to_string);
@@ -315,7 +334,7 @@ pub fn client_credentials_request(
     if let Some(s) = &scope {
         params.push(("scope", s));
     }
-    authenticated_form_request(token_endpoint, client, auth, &params)
+    client_auth::form_request(token_endpoint, client, auth, &params, stamp)
 }
 
 /// Parses a token endpoint response.
@@ -484,6 +503,7 @@ fn jwt_scope_claim(token: &str) -> Option<Scopes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_auth::ClientAuth;
     use crate::error::{ErrorCode, OAuthError};
     use crate::secret::ClientSecret;
     use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -555,9 +575,13 @@ mod tests {
         let r = refresh_request(
             &endpoint(),
             &confidential(),
-            TokenAuthMethod::ClientSecretBasic,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretBasic),
             &RefreshToken::new("rt"),
             None,
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         let dbg = format!("{:?}", r.headers());
@@ -593,10 +617,14 @@ mod tests {
             let r = code_exchange_request(
                 &endpoint(),
                 &confidential(),
-                method,
+                &ClientAuth::new(method),
                 &code,
                 &redirect,
                 Some(&verifier),
+                &crate::client_auth::RequestStamp::new_inner(
+                    crate::time::UnixTime::from_secs(0),
+                    "jti",
+                ),
             )
             .unwrap();
             assert_eq!(r.method(), http::Method::POST);
@@ -612,10 +640,14 @@ mod tests {
         let r = code_exchange_request(
             &endpoint(),
             &confidential(),
-            TokenAuthMethod::ClientSecretPost,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretPost),
             &AuthorizationCode::new("abc"),
             &Url::parse("https://app.example/cb").unwrap(),
             None,
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         assert!(!body(&r).contains("code_verifier"), "{}", body(&r));
@@ -627,9 +659,13 @@ mod tests {
         let r = refresh_request(
             &endpoint(),
             &confidential(),
-            TokenAuthMethod::ClientSecretPost,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretPost),
             &RefreshToken::new("rt 1"),
             Some(&scopes),
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         assert_eq!(
@@ -640,9 +676,13 @@ mod tests {
         let r = refresh_request(
             &endpoint(),
             &confidential(),
-            TokenAuthMethod::ClientSecretBasic,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretBasic),
             &RefreshToken::new("rt"),
             Some(&Scopes::new()),
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         assert_eq!(body(&r), "grant_type=refresh_token&refresh_token=rt");
@@ -650,8 +690,12 @@ mod tests {
         let r = client_credentials_request(
             &endpoint(),
             &confidential(),
-            TokenAuthMethod::ClientSecretBasic,
+            &ClientAuth::new(TokenAuthMethod::ClientSecretBasic),
             Some(&Scopes::parse("api")),
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
         )
         .unwrap();
         assert_eq!(body(&r), "grant_type=client_credentials&scope=api");
@@ -667,11 +711,33 @@ mod tests {
             TokenAuthMethod::ClientSecretPost,
         ] {
             assert_eq!(
-                refresh_request(&endpoint(), &public, method, &rt, None).unwrap_err(),
+                refresh_request(
+                    &endpoint(),
+                    &public,
+                    &ClientAuth::new(method),
+                    &rt,
+                    None,
+                    &crate::client_auth::RequestStamp::new_inner(
+                        crate::time::UnixTime::from_secs(0),
+                        "jti"
+                    )
+                )
+                .unwrap_err(),
                 TokenRequestError::MissingSecret { method }
             );
         }
-        let r = refresh_request(&endpoint(), &public, TokenAuthMethod::None, &rt, None).unwrap();
+        let r = refresh_request(
+            &endpoint(),
+            &public,
+            &ClientAuth::new(TokenAuthMethod::None),
+            &rt,
+            None,
+            &crate::client_auth::RequestStamp::new_inner(
+                crate::time::UnixTime::from_secs(0),
+                "jti",
+            ),
+        )
+        .unwrap();
         assert_eq!(
             body(&r),
             "grant_type=refresh_token&refresh_token=rt&client_id=pub"
@@ -679,17 +745,30 @@ mod tests {
         assert_eq!(auth_header(&r), None);
 
         assert_eq!(
-            client_credentials_request(&endpoint(), &confidential(), TokenAuthMethod::None, None)
-                .unwrap_err(),
+            client_credentials_request(
+                &endpoint(),
+                &confidential(),
+                &ClientAuth::new(TokenAuthMethod::None),
+                None,
+                &crate::client_auth::RequestStamp::new_inner(
+                    crate::time::UnixTime::from_secs(0),
+                    "jti"
+                )
+            )
+            .unwrap_err(),
             TokenRequestError::PublicClientCannotUseClientCredentials
         );
         assert_eq!(
             refresh_request(
                 &endpoint(),
                 &ClientConfig::new("", None),
-                TokenAuthMethod::None,
+                &ClientAuth::new(TokenAuthMethod::None),
                 &rt,
-                None
+                None,
+                &crate::client_auth::RequestStamp::new_inner(
+                    crate::time::UnixTime::from_secs(0),
+                    "jti"
+                )
             )
             .unwrap_err(),
             TokenRequestError::EmptyClientId
@@ -698,9 +777,13 @@ mod tests {
             refresh_request(
                 &endpoint(),
                 &confidential(),
-                TokenAuthMethod::None,
+                &ClientAuth::new(TokenAuthMethod::None),
                 &RefreshToken::new(""),
-                None
+                None,
+                &crate::client_auth::RequestStamp::new_inner(
+                    crate::time::UnixTime::from_secs(0),
+                    "jti"
+                )
             )
             .unwrap_err(),
             TokenRequestError::EmptyValue("refresh token")
@@ -709,10 +792,14 @@ mod tests {
             code_exchange_request(
                 &endpoint(),
                 &confidential(),
-                TokenAuthMethod::None,
+                &ClientAuth::new(TokenAuthMethod::None),
                 &AuthorizationCode::new(""),
                 &endpoint(),
-                None
+                None,
+                &crate::client_auth::RequestStamp::new_inner(
+                    crate::time::UnixTime::from_secs(0),
+                    "jti"
+                )
             )
             .unwrap_err()
             .to_string()

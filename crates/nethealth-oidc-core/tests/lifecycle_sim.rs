@@ -89,7 +89,7 @@ impl Sim {
     }
 
     fn poll(&mut self) -> Action {
-        let action = self.lc.poll_action(self.now, &self.ctx);
+        let action = self.lc.poll_action(&stamp(self.now), &self.ctx);
         if let Action::Refresh { request } | Action::RequestNewToken { request } = &action {
             self.requests
                 .push(String::from_utf8(request.body().clone()).unwrap());
@@ -190,7 +190,7 @@ fn invalid_grant_means_login_required() {
         other => panic!("{other:?}"),
     }
     // The error callers get names the reason and keeps the provider's answer as its source.
-    let err = sim.lc.poll_renewal(sim.now, &sim.ctx).unwrap_err();
+    let err = sim.lc.poll_renewal(&stamp(sim.now), &sim.ctx).unwrap_err();
     assert_eq!(
         err.login_required_reason(),
         Some(LoginRequiredReason::RefreshTokenRejected)
@@ -598,7 +598,7 @@ fn driver_helpers_adopt_newer_sets_classify_failures_and_bound_hand_outs() {
     // A transient failure before expiry: keep serving, and hand out until the backoff ends.
     let renewal = sim
         .lc
-        .poll_renewal(UnixTime::from_secs(T0 + 3560), &sim.ctx)
+        .poll_renewal(&stamp(UnixTime::from_secs(T0 + 3560)), &sim.ctx)
         .unwrap()
         .expect("due");
     assert!(renewal.is_refresh);
@@ -615,7 +615,7 @@ fn driver_helpers_adopt_newer_sets_classify_failures_and_bound_hand_outs() {
     // invalid_grant: login required, nothing handed out.
     let renewal = sim
         .lc
-        .poll_renewal(UnixTime::from_secs(T0 + 3561), &sim.ctx)
+        .poll_renewal(&stamp(UnixTime::from_secs(T0 + 3561)), &sim.ctx)
         .unwrap();
     assert!(renewal.is_some());
     let rejected = http::Response::builder()
@@ -633,7 +633,7 @@ fn driver_helpers_adopt_newer_sets_classify_failures_and_bound_hand_outs() {
     assert_eq!(sim.lc.hand_out_until(), 0);
     assert!(matches!(
         sim.lc
-            .poll_renewal(UnixTime::from_secs(T0 + 3562), &sim.ctx),
+            .poll_renewal(&stamp(UnixTime::from_secs(T0 + 3562)), &sim.ctx),
         Err(Error::LoginRequired {
             reason: LoginRequiredReason::RefreshTokenRejected,
             source: Some(_),
@@ -676,4 +676,9 @@ fn a_refresh_keeps_the_launch_context_and_new_values_win() {
         extra["smart_style_url"], "https://ehr.example/style",
         "new fields are added"
     );
+}
+
+/// A request stamp at `now` (the `jti` is fixed: the simulated provider does not check for replays).
+fn stamp(now: UnixTime) -> nethealth_oidc_core::client_auth::RequestStamp {
+    nethealth_oidc_core::client_auth::RequestStamp::new_inner(now, "sim-jti")
 }

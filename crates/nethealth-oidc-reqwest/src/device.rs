@@ -12,7 +12,9 @@ impl Client {
     /// [`DeviceFlow::poll_at`].
     #[tracing::instrument(name = "nethealth_oidc.device", skip_all, fields(issuer = %self.provider().issuer(), op = "begin"))]
     pub async fn begin_device_login(&self, scopes: &Scopes) -> Result<DeviceFlow, Error> {
-        let request = self.context().device_authorization_request(scopes)?;
+        let request = self
+            .context()
+            .device_authorization_request(scopes, &self.stamp())?;
         let response = self
             .provider()
             .http()
@@ -35,7 +37,7 @@ impl Client {
         if flow.is_expired(now) {
             return Ok(DeviceStep::Expired);
         }
-        let request = self.context().device_token_request(flow)?;
+        let request = self.context().device_token_request(flow, &self.stamp())?;
         let response = self
             .provider()
             .http()

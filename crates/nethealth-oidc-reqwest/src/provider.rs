@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use nethealth_oidc_core::authorize::{AuthorizationRequest, PendingLogin};
+use nethealth_oidc_core::client_auth::RequestStamp;
 use nethealth_oidc_core::context::{ClientContext, ClientOptions, Grant};
 use nethealth_oidc_core::discovery::{self, ProviderMetadata};
 use nethealth_oidc_core::jwks::{self, JwkSet, JwksRefreshPolicy, KeyAction, KeyCache};
@@ -109,6 +110,23 @@ impl Provider {
     /// The issuer.
     pub fn issuer(&self) -> &str {
         &self.inner.metadata.issuer
+    }
+
+    /// Reads SMART on FHIR's `{fhir_base}/.well-known/smart-configuration` (a FHIR server's base URL; often the
+    /// issuer).
+    pub async fn smart_configuration(
+        &self,
+        fhir_base: &Url,
+    ) -> Result<nethealth_oidc_core::smart::SmartConfiguration, Error> {
+        let request = nethealth_oidc_core::smart::smart_configuration_request(fhir_base);
+        let response = self
+            .inner
+            .http
+            .send(Endpoint::Discovery, RequestKind::Idempotent, request)
+            .await?;
+        Ok(nethealth_oidc_core::smart::parse_smart_configuration(
+            &response,
+        )?)
     }
 
     /// The HTTP client.
@@ -270,6 +288,11 @@ impl Client {
         &self.context
     }
 
+    /// A fresh [`RequestStamp`] (the time and a random `jti`) for one request that authenticates the client.
+    pub fn stamp(&self) -> RequestStamp {
+        RequestStamp::draw(&mut rand::rng(), self.provider.clock().now())
+    }
+
     /// An authorization request for `scopes`, to customise (prompt, login_hint, max_age, ...) and then pass to
     /// [`begin_login_with`](Self::begin_login_with).
     pub fn login_request(&self, scopes: &Scopes) -> Result<AuthorizationRequest, Error> {
@@ -302,8 +325,11 @@ impl Client {
         pending: &PendingLogin,
         callback_url: &Url,
     ) -> Result<Grant, Error> {
-        let now = self.provider.clock().now();
-        let request = self.context.exchange_request(pending, callback_url, now)?;
+        let stamp = self.stamp();
+        let now = stamp.now();
+        let request = self
+            .context
+            .exchange_request(pending, callback_url, &stamp)?;
         let response = self
             .provider
             .http()
@@ -321,9 +347,10 @@ impl Client {
     /// Gets a token for the client itself (machine to machine).
     #[tracing::instrument(name = "nethealth_oidc.token", skip_all, fields(issuer = %self.provider.issuer(), grant_type = "client_credentials"))]
     pub async fn client_credentials(&self, scopes: &Scopes) -> Result<Grant, Error> {
-        let now = self.provider.clock().now();
+        let stamp = self.stamp();
+        let now = stamp.now();
         let scope = (!scopes.is_empty()).then_some(scopes);
-        let request = self.context.client_credentials_request(scope)?;
+        let request = self.context.client_credentials_request(scope, &stamp)?;
         let response = self
             .provider
             .http()
@@ -350,7 +377,7 @@ impl Client {
     /// Revokes a token (RFC 7009).
     #[tracing::instrument(name = "nethealth_oidc.revocation", skip_all, fields(issuer = %self.provider.issuer(), token_type = token.hint()))]
     pub async fn revoke(&self, token: TokenRef<'_>) -> Result<(), Error> {
-        let request = self.context.revocation_request(token)?;
+        let request = self.context.revocation_request(token, &self.stamp())?;
         let response = self
             .provider
             .http()

@@ -70,7 +70,7 @@ pub(crate) fn authorization(shared: &Shared, req: &Req) -> Reply {
     };
     let cfg = &shared.config;
     let mut state = shared.lock();
-    let client = match authenticate_client(cfg, &state, req, &form) {
+    let client = match authenticate_client(cfg, &mut state, req, &form) {
         Ok(c) => c,
         Err(reply) => return reply,
     };

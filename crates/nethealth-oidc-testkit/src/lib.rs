@@ -179,6 +179,7 @@ pub struct TestKitBuilder {
     registration_token: Option<String>,
     registered_require_pkce: bool,
     registered_refresh_usage: RefreshTokenUsage,
+    assertion_algs: Vec<String>,
     lifetimes: Lifetimes,
     users: Vec<User>,
     clients: Vec<ClientSpec>,
@@ -195,6 +196,9 @@ impl Default for TestKitBuilder {
             registration_token: None,
             registered_require_pkce: true,
             registered_refresh_usage: RefreshTokenUsage::OneTimeOnly,
+            assertion_algs: ["RS256", "RS384", "PS256", "ES256", "ES384", "HS256"]
+                .map(String::from)
+                .to_vec(),
             lifetimes: Lifetimes::default(),
             users: vec![User::alice()],
             clients: Vec::new(),
@@ -251,6 +255,17 @@ impl TestKitBuilder {
     /// The refresh-token usage of clients registered over HTTP (default OneTimeOnly).
     pub fn registered_clients_refresh_usage(mut self, usage: RefreshTokenUsage) -> Self {
         self.registered_refresh_usage = usage;
+        self
+    }
+
+    /// The algorithms `private_key_jwt` and `client_secret_jwt` assertions may be signed with, advertised as
+    /// `token_endpoint_auth_signing_alg_values_supported` (default RS256, RS384, PS256, ES256, ES384, HS256).
+    pub fn assertion_algorithms<I, S>(mut self, algs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.assertion_algs = algs.into_iter().map(Into::into).collect();
         self
     }
 
@@ -318,6 +333,7 @@ impl TestKitBuilder {
             registration_token: self.registration_token,
             registered_require_pkce: self.registered_require_pkce,
             registered_refresh_usage: self.registered_refresh_usage,
+            assertion_algs: self.assertion_algs,
         };
         Arc::new(Shared::new(
             config,

@@ -82,6 +82,8 @@ pub struct ClientSpec {
     pub(crate) require_pkce: bool,
     pub(crate) refresh_token_usage: RefreshTokenUsage,
     pub(crate) client_credentials: bool,
+    /// The public JWK Set `private_key_jwt` assertions are checked against.
+    pub(crate) jwks: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for ClientSpec {
@@ -94,6 +96,7 @@ impl std::fmt::Debug for ClientSpec {
             .field("require_pkce", &self.require_pkce)
             .field("refresh_token_usage", &self.refresh_token_usage)
             .field("client_credentials", &self.client_credentials)
+            .field("jwks", &self.jwks.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -113,7 +116,17 @@ impl ClientSpec {
             require_pkce: true,
             refresh_token_usage: RefreshTokenUsage::OneTimeOnly,
             client_credentials: false,
+            jwks: None,
         }
+    }
+
+    /// A confidential client without a secret that authenticates with `private_key_jwt` (RFC 7523): its assertions
+    /// are checked against the public keys of `jwks` (`{"keys": [...]}`), by `kid`.
+    pub fn private_key_jwt(client_id: impl Into<String>, jwks: serde_json::Value) -> ClientSpec {
+        let mut spec = ClientSpec::confidential(client_id, "");
+        spec.secret = None;
+        spec.jwks = Some(jwks);
+        spec
     }
 
     /// A public client (token endpoint auth method `none`): no secret, PKCE required.
@@ -178,7 +191,7 @@ impl ClientSpec {
 
     /// Whether the client has no secret.
     pub fn is_public(&self) -> bool {
-        self.secret.is_none()
+        self.secret.is_none() && self.jwks.is_none()
     }
 }
 
@@ -298,11 +311,13 @@ pub enum Endpoint {
     DeviceAuthorization,
     /// `/connect/device`: the page where the user enters the code, logs in and approves (or denies).
     Device,
+    /// SMART App Launch `/.well-known/smart-configuration`.
+    SmartConfiguration,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::Authorize,
@@ -317,6 +332,7 @@ impl Endpoint {
         Endpoint::Api,
         Endpoint::DeviceAuthorization,
         Endpoint::Device,
+        Endpoint::SmartConfiguration,
     ];
 
     /// The path as the transcript shows it: relative to the issuer for the provider's endpoints, from the site root
@@ -337,6 +353,7 @@ impl Endpoint {
             Endpoint::Api => "/api/patients",
             Endpoint::DeviceAuthorization => "/connect/deviceauthorization",
             Endpoint::Device => "/connect/device",
+            Endpoint::SmartConfiguration => "/.well-known/smart-configuration",
         }
     }
 

@@ -59,7 +59,10 @@ pub(crate) fn discovery(shared: &Shared, req: &Req) -> Reply {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["plain", "S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post", "client_secret_basic", "private_key_jwt", "client_secret_jwt", "none"
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": cfg.assertion_algs,
     });
     if let Some(obj) = doc.as_object_mut() {
         if cfg.dynamic_registration {
@@ -76,6 +79,35 @@ pub(crate) fn discovery(shared: &Shared, req: &Req) -> Reply {
         }
     }
     json(StatusCode::OK, &doc)
+}
+
+/// SMART App Launch's `/.well-known/smart-configuration`, with the Backend Services capabilities.
+pub(crate) fn smart_configuration(shared: &Shared, req: &Req) -> Reply {
+    if req.method != Method::GET {
+        return method_not_allowed("GET");
+    }
+    let cfg = &shared.config;
+    json(
+        StatusCode::OK,
+        &json!({
+            "issuer": cfg.issuer,
+            "jwks_uri": cfg.url(Endpoint::Jwks),
+            "authorization_endpoint": cfg.url(Endpoint::Authorize),
+            "token_endpoint": cfg.url(Endpoint::Token),
+            "revocation_endpoint": cfg.url(Endpoint::Revocation),
+            "introspection_endpoint": cfg.url(Endpoint::Introspection),
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_signing_alg_values_supported": cfg.assertion_algs,
+            "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "system/*.rs",
+                                 "patient/*.rs", "system/Patient.rs"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric",
+                             "client-confidential-asymmetric", "context-standalone-patient", "permission-v2",
+                             "sso-openid-connect"],
+        }),
+    )
 }
 
 pub(crate) fn jwks(shared: &Shared, req: &Req) -> Reply {
@@ -519,13 +551,183 @@ fn form_decode(part: &str) -> Option<String> {
         .map(|s| s.into_owned())
 }
 
+/// How long ahead of its `iat` a client assertion may expire, in seconds (RFC 7523 §3: a short lifetime).
+const MAX_ASSERTION_LIFETIME: u64 = 300;
+
+/// Checks a `private_key_jwt` or `client_secret_jwt` assertion (RFC 7523 §3): the signature against the client's
+/// registered JWK Set (or its secret, for HS256), `iss` = `sub` = the client, `aud` = the token endpoint or the
+/// issuer, `exp` at most five minutes ahead, and a `jti` never seen before.
+fn authenticate_assertion(
+    cfg: &Config,
+    state: &mut State,
+    form: &Params,
+) -> Result<ClientSpec, Reply> {
+    let bad_request = |e: String| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e);
+    let assertion_type = form.single("client_assertion_type").map_err(bad_request)?;
+    if assertion_type != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        return Err(invalid_client(cfg, "Unsupported client_assertion_type"));
+    }
+    let Some(assertion) = form.single("client_assertion").map_err(bad_request)? else {
+        return Err(invalid_client(cfg, "The client_assertion is missing"));
+    };
+    if form.single("client_secret").map_err(bad_request)?.is_some() {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Use only one client authentication method",
+        ));
+    }
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return Err(invalid_client(cfg, "The client_assertion is not a JWT"));
+    };
+    let alg_name = format!("{:?}", header.alg);
+    if !cfg.assertion_algs.contains(&alg_name) {
+        return Err(invalid_client(
+            cfg,
+            &format!("The client_assertion algorithm {alg_name} is not supported"),
+        ));
+    }
+    // The client named in the body, else the assertion's `sub` (read before the signature is checked only to
+    // find whose key to check it with).
+    let claimed = match form.single("client_id").map_err(bad_request)? {
+        Some(id) => id.to_owned(),
+        None => {
+            match jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
+                .ok()
+                .and_then(|d| {
+                    d.claims
+                        .get("sub")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                }) {
+                Some(sub) => sub,
+                None => return Err(invalid_client(cfg, "No client credentials found")),
+            }
+        }
+    };
+    let Some(client) = state.clients.get(&claimed).cloned() else {
+        return Err(invalid_client(cfg, "Unknown client"));
+    };
+    let key = match (header.alg, &client.secret, &client.jwks) {
+        (Algorithm::HS256, Some(secret), _) => {
+            match jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()) {
+                Ok(key) => key,
+                Err(_) => {
+                    return Err(invalid_client(
+                        cfg,
+                        "The client secret is unusable as an HMAC key",
+                    ));
+                }
+            }
+        }
+        (Algorithm::HS256, None, _) => {
+            return Err(invalid_client(
+                cfg,
+                "The client has no secret for client_secret_jwt",
+            ));
+        }
+        (_, _, None) => {
+            return Err(invalid_client(
+                cfg,
+                "The client has no registered jwks for private_key_jwt",
+            ));
+        }
+        (_, _, Some(jwks)) => {
+            let Ok(set) = serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone()) else {
+                return Err(invalid_client(
+                    cfg,
+                    "The client's registered jwks is unusable",
+                ));
+            };
+            let found = match &header.kid {
+                Some(kid) => set.find(kid),
+                None if set.keys.len() == 1 => set.keys.first(),
+                None => None,
+            };
+            let Some(jwk) = found else {
+                return Err(invalid_client(
+                    cfg,
+                    "No registered key matches the client_assertion kid",
+                ));
+            };
+            match jsonwebtoken::DecodingKey::from_jwk(jwk) {
+                Ok(key) => key,
+                Err(_) => {
+                    return Err(invalid_client(
+                        cfg,
+                        "The client's registered key is unusable",
+                    ));
+                }
+            }
+        }
+    };
+    let mut validation = Validation::new(header.alg);
+    validation.leeway = 0;
+    validation.set_audience(&[cfg.url(Endpoint::Token), cfg.issuer.clone()]);
+    validation.set_issuer(&[&client.client_id]);
+    validation.sub = Some(client.client_id.clone());
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    validation.validate_exp = false;
+    let claims = match jsonwebtoken::decode::<Value>(assertion, &key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            return Err(invalid_client(
+                cfg,
+                &format!("The client_assertion is invalid ({:?})", e.kind()),
+            ));
+        }
+    };
+    let now = state.now();
+    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    if exp <= now {
+        return Err(invalid_client(cfg, "The client_assertion has expired"));
+    }
+    if exp > now.saturating_add(MAX_ASSERTION_LIFETIME) {
+        return Err(invalid_client(
+            cfg,
+            "The client_assertion expires more than five minutes ahead",
+        ));
+    }
+    let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
+        return Err(invalid_client(cfg, "The client_assertion has no jti"));
+    };
+    state.used_assertions.retain(|_, seen_exp| *seen_exp > now);
+    if state
+        .used_assertions
+        .insert((client.client_id.clone(), jti.to_owned()), exp)
+        .is_some()
+    {
+        return Err(invalid_client(
+            cfg,
+            "The client_assertion jti was already used (replay)",
+        ));
+    }
+    Ok(client)
+}
+
 /// Authenticates the client of a token, revocation or introspection request.
 pub(crate) fn authenticate_client(
     cfg: &Config,
-    state: &State,
+    state: &mut State,
     req: &Req,
     form: &Params,
 ) -> Result<ClientSpec, Reply> {
+    if form
+        .single("client_assertion_type")
+        .ok()
+        .flatten()
+        .is_some()
+        || form.single("client_assertion").ok().flatten().is_some()
+    {
+        if req.headers.contains_key(header::AUTHORIZATION) {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Use only one client authentication method",
+            ));
+        }
+        return authenticate_assertion(cfg, state, form);
+    }
     let basic = match req.headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
@@ -579,6 +781,10 @@ pub(crate) fn authenticate_client(
     };
     match (&client.secret, secret) {
         (Some(expected), Some(given)) if *expected == given => Ok(client.clone()),
+        (None, None) if client.jwks.is_some() => Err(invalid_client(
+            cfg,
+            "The client authenticates with private_key_jwt: send a client_assertion",
+        )),
         (None, None) => Ok(client.clone()),
         (None, Some(_)) => Err(invalid_client(
             cfg,
@@ -683,7 +889,7 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Reply {
     };
     let cfg = &shared.config;
     let mut state = shared.lock();
-    let client = match authenticate_client(cfg, &state, req, &form) {
+    let client = match authenticate_client(cfg, &mut state, req, &form) {
         Ok(c) => c,
         Err(reply) => return reply,
     };
@@ -1138,7 +1344,7 @@ pub(crate) fn revocation(shared: &Shared, req: &Req) -> Reply {
     };
     let cfg = &shared.config;
     let mut state = shared.lock();
-    let client = match authenticate_client(cfg, &state, req, &form) {
+    let client = match authenticate_client(cfg, &mut state, req, &form) {
         Ok(c) => c,
         Err(reply) => return reply,
     };
@@ -1206,8 +1412,8 @@ pub(crate) fn introspection(shared: &Shared, req: &Req) -> Reply {
         Err(reply) => return reply,
     };
     let cfg = &shared.config;
-    let state = shared.lock();
-    if let Err(reply) = authenticate_client(cfg, &state, req, &form) {
+    let mut state = shared.lock();
+    if let Err(reply) = authenticate_client(cfg, &mut state, req, &form) {
         return reply;
     }
     let token = match form.single("token") {

@@ -33,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) registered_require_pkce: bool,
     /// The refresh-token usage of clients registered over HTTP.
     pub(crate) registered_refresh_usage: RefreshTokenUsage,
+    /// `token_endpoint_auth_signing_alg_values_supported`: the algorithms client assertions may use.
+    pub(crate) assertion_algs: Vec<String>,
 }
 
 impl Config {
@@ -128,6 +130,8 @@ pub(crate) struct State {
     pub(crate) device_codes: HashMap<String, crate::device::DeviceGrant>,
     /// The polling interval handed to devices, in seconds.
     pub(crate) device_interval: u64,
+    /// `(client_id, jti)` of client assertions already used, with their `exp`: a second use is a replay.
+    pub(crate) used_assertions: HashMap<(String, String), u64>,
 }
 
 /// The configuration and the locked state, shared by the server and the handle.
@@ -174,6 +178,7 @@ impl Shared {
             ],
             device_codes: HashMap::new(),
             device_interval: 5,
+            used_assertions: HashMap::new(),
         };
         Shared {
             config,

@@ -64,7 +64,7 @@ impl Client {
     /// token endpoint. An expired, revoked or unknown token is `Ok` with `active == false`, not an error.
     #[tracing::instrument(name = "nethealth_oidc.introspection", skip_all, fields(issuer = %self.provider().issuer(), token_type = token.hint()))]
     pub fn introspect(&self, token: TokenRef<'_>) -> Result<Introspection, Error> {
-        let request = self.context().introspection_request(token)?;
+        let request = self.context().introspection_request(token, &self.stamp())?;
         let response = self.provider().http().send(
             Endpoint::Introspection,
             RequestKind::Idempotent,

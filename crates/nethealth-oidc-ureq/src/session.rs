@@ -134,6 +134,26 @@ impl Client {
         .map(Some)
     }
 
+    /// SMART Backend Services in one call: a client-credentials session (for `system/*.rs`-style scopes)
+    /// authenticated with `private_key_jwt`, which asks for a new token ahead of expiry (there is no refresh token).
+    /// Fails before sending anything when the client does not authenticate with `private_key_jwt`.
+    pub fn backend_services_session(
+        &self,
+        scopes: &nethealth_oidc_core::Scopes,
+        options: SessionOptions,
+    ) -> Result<Session, Error> {
+        use nethealth_oidc_core::TokenAuthMethod;
+        let method = self.context().auth_method();
+        if method != TokenAuthMethod::PrivateKeyJwt {
+            return Err(Error::TokenRequest(
+                nethealth_oidc_core::token::TokenRequestError::MissingSigningKey {
+                    method: TokenAuthMethod::PrivateKeyJwt,
+                },
+            ));
+        }
+        self.client_credentials_session(scopes, options)
+    }
+
     /// A session of client-credentials tokens for `scopes`, requested again ahead of expiry.
     pub fn client_credentials_session(
         &self,
@@ -369,9 +389,10 @@ impl Session {
             }
         }
         for attempt in 0..2 {
-            let now = self.now();
+            let stamp = self.inner.client.stamp();
+            let now = stamp.now();
             let renewal =
-                lock(&self.inner.lifecycle).poll_renewal(now, self.inner.client.context())?;
+                lock(&self.inner.lifecycle).poll_renewal(&stamp, self.inner.client.context())?;
             let Some(renewal) = renewal else {
                 return Ok(self.refresh_cache());
             };

@@ -530,3 +530,200 @@ mod blocking {
         login(&client, Consent::All).unwrap();
     }
 }
+
+/// `private_key_jwt` (RFC 7523) against the peer: clients registered with an RSA or an EC public key complete login,
+/// refresh, introspection and revocation, and a client-credentials session renews itself.
+mod private_key_jwt {
+    use super::*;
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    use nethealth_oidc::core::client_auth::ClientKey;
+    use nethealth_oidc::core::jwks::SigningAlgorithm;
+
+    fn keys() -> [ClientKey; 2] {
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let ec = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        [
+            ClientKey::from_pkcs8_der(rsa.as_der().unwrap().as_ref())
+                .unwrap()
+                .with_algorithm(SigningAlgorithm::RS384)
+                .unwrap(),
+            ClientKey::from_pkcs8_der(ec.to_pkcs8v1().unwrap().as_ref()).unwrap(),
+        ]
+    }
+
+    fn login_metadata(key: &ClientKey) -> ClientMetadata {
+        ClientMetadata::new("nethealth-oidc private_key_jwt test", vec![url(REDIRECT)])
+            .with_scope(ALL)
+            .with_signing_key(key)
+    }
+
+    fn machine_metadata(key: &ClientKey) -> ClientMetadata {
+        let mut metadata = ClientMetadata::new("m2m private_key_jwt", Vec::new())
+            .with_scope("patients.read")
+            .with_grant_types(["client_credentials"])
+            .with_signing_key(key);
+        metadata.response_types = Vec::new();
+        metadata
+            .extra
+            .insert("response_types".into(), serde_json::json!([]));
+        metadata
+    }
+
+    /// A client clock 40 s behind the peer's, so that moving it 35 s ahead reaches the renewal point of a 60 s token
+    /// while every assertion's `iat` stays in the peer's past.
+    fn behind() -> Arc<ManualClock> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        Arc::new(ManualClock::new(UnixTime::from_secs(
+            now.saturating_sub(40),
+        )))
+    }
+
+    mod asynchronous {
+        use super::*;
+        use nethealth_oidc::{HttpClient, Provider, TransportConfig};
+
+        #[tokio::test]
+        async fn rsa_and_ec_clients_log_in_refresh_introspect_and_revoke() {
+            let issuer = issuer();
+            let http = HttpClient::new(TransportConfig::default()).unwrap();
+            let provider = Provider::discover(http, &issuer).await.unwrap();
+            for key in keys() {
+                let registered = provider
+                    .register(&login_metadata(&key), None)
+                    .await
+                    .unwrap();
+                let config = registered.to_client_config().with_signing_key(key.clone());
+                let client = provider.client(config, ClientOptions::default()).unwrap();
+                assert_eq!(
+                    client.context().auth_method(),
+                    TokenAuthMethod::PrivateKeyJwt
+                );
+                let request = client
+                    .login_request(&Scopes::parse(ALL))
+                    .unwrap()
+                    .prompt(Prompt::Consent);
+                let (auth_url, pending) = client.begin_login_with(request);
+                let user = user();
+                let callback = tokio::task::spawn_blocking(move || {
+                    browser::login(&auth_url, &user, Consent::All)
+                })
+                .await
+                .unwrap()
+                .expect("the interaction works");
+                let grant = client.finish_login(&pending, &callback).await.unwrap();
+                let session = client
+                    .session(grant, SessionOptions::default())
+                    .await
+                    .unwrap();
+                let first = session.access_token().await.unwrap();
+                // A resource server refused it: the session refreshes now, with a fresh assertion.
+                session.token_rejected(&first);
+                let second = session.access_token().await.unwrap();
+                assert!(!second.ct_eq(&first), "{key:?}: refreshed");
+                let info = client.introspect(TokenRef::Access(&second)).await.unwrap();
+                assert!(
+                    info.active,
+                    "{key:?}: introspection authenticated the client"
+                );
+                client.revoke(TokenRef::Access(&second)).await.unwrap();
+                let info = client.introspect(TokenRef::Access(&second)).await.unwrap();
+                assert!(!info.active, "{key:?}: revoked");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_client_credentials_session_renews_itself() {
+            let issuer = issuer();
+            let clock = behind();
+            let http = HttpClient::new(TransportConfig::default()).unwrap();
+            let provider = Provider::discover_with_clock(http, &issuer, clock.clone())
+                .await
+                .unwrap();
+            let [key, _] = keys();
+            let registered = provider
+                .register(&machine_metadata(&key), None)
+                .await
+                .unwrap();
+            let config = registered.to_client_config().with_signing_key(key);
+            let client = provider.client(config, ClientOptions::default()).unwrap();
+            let session = client
+                .backend_services_session(
+                    &Scopes::parse("patients.read"),
+                    SessionOptions::default(),
+                )
+                .await
+                .unwrap();
+            let first = session.access_token().await.unwrap();
+            clock.advance(Duration::from_secs(35));
+            let second = session.access_token().await.unwrap();
+            assert!(!second.ct_eq(&first), "renewed ahead of expiry");
+            let api = session.authorized(reqwest::Client::new());
+            let resource = format!("{issuer}/__test/resource?scope=patients.read");
+            assert_eq!(api.send(api.get(&resource)).await.unwrap().status(), 200);
+        }
+    }
+
+    mod blocking {
+        use super::*;
+        use nethealth_oidc::TransportConfig;
+        use nethealth_oidc::blocking::{HttpClient, Provider};
+
+        #[test]
+        fn rsa_and_ec_clients_log_in_refresh_introspect_and_revoke() {
+            let issuer = issuer();
+            let provider =
+                Provider::discover(HttpClient::new(TransportConfig::default()), &issuer).unwrap();
+            for key in keys() {
+                let registered = provider.register(&login_metadata(&key), None).unwrap();
+                let config = registered.to_client_config().with_signing_key(key.clone());
+                let client = provider.client(config, ClientOptions::default()).unwrap();
+                let request = client
+                    .login_request(&Scopes::parse(ALL))
+                    .unwrap()
+                    .prompt(Prompt::Consent);
+                let (auth_url, pending) = client.begin_login_with(request);
+                let callback = browser::login(&auth_url, &user(), Consent::All)
+                    .expect("the interaction works");
+                let grant = client.finish_login(&pending, &callback).unwrap();
+                let session = client.session(grant, SessionOptions::default()).unwrap();
+                let first = session.access_token().unwrap();
+                session.token_rejected(&first);
+                let second = session.access_token().unwrap();
+                assert!(!second.ct_eq(&first), "{key:?}: refreshed");
+                assert!(client.introspect(TokenRef::Access(&second)).unwrap().active);
+                client.revoke(TokenRef::Access(&second)).unwrap();
+                assert!(!client.introspect(TokenRef::Access(&second)).unwrap().active);
+            }
+        }
+
+        #[test]
+        fn a_client_credentials_session_renews_itself() {
+            let issuer = issuer();
+            let clock = behind();
+            let provider = Provider::discover_with_clock(
+                HttpClient::new(TransportConfig::default()),
+                &issuer,
+                clock.clone(),
+            )
+            .unwrap();
+            let [_, key] = keys();
+            let registered = provider.register(&machine_metadata(&key), None).unwrap();
+            let config = registered.to_client_config().with_signing_key(key);
+            let client = provider.client(config, ClientOptions::default()).unwrap();
+            let session = client
+                .backend_services_session(
+                    &Scopes::parse("patients.read"),
+                    SessionOptions::default(),
+                )
+                .unwrap();
+            let first = session.access_token().unwrap();
+            clock.advance(Duration::from_secs(35));
+            let second = session.access_token().unwrap();
+            assert!(!second.ct_eq(&first), "renewed ahead of expiry");
+        }
+    }
+}

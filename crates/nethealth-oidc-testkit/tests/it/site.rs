@@ -26,7 +26,13 @@ fn discovery_in_identity_server3_mode() {
     }
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_post", "client_secret_basic", "none"])
+        serde_json::json!([
+            "client_secret_post",
+            "client_secret_basic",
+            "private_key_jwt",
+            "client_secret_jwt",
+            "none"
+        ])
     );
     assert_eq!(
         doc["code_challenge_methods_supported"],
