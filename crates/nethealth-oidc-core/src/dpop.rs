@@ -319,6 +319,19 @@ pub fn authorization_header(token: &AccessToken) -> HeaderValue {
     value
 }
 
+/// The error for a server that answered the one retry with yet another nonce challenge: `use_dpop_nonce` from
+/// `endpoint`, never answered a second time.
+pub fn nonce_challenge_repeated(endpoint: crate::error::Endpoint) -> crate::error::ResponseError {
+    crate::error::ResponseError::OAuth {
+        endpoint,
+        error: OAuthError::new(
+            "use_dpop_nonce",
+            Some("the server asked for a new DPoP nonce again after the one retry with its nonce"),
+            None,
+        ),
+    }
+}
+
 /// `ath`: base64url(SHA-256(access token)).
 pub fn access_token_hash(token: &AccessToken) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.expose_secret().as_bytes()))

@@ -129,6 +129,16 @@ impl TokenSet {
         }
     }
 
+    /// The DPoP key to send proofs with: `None` for a bearer token; [`DpopError::MissingKey`] for a DPoP-bound token
+    /// whose key was not kept (a set resumed from a store without it).
+    pub fn dpop_key(&self) -> Result<Option<DpopKey>, Error> {
+        match (&self.dpop_key, self.is_dpop_bound()) {
+            (Some(key), _) => Ok(Some(key.clone())),
+            (None, false) => Ok(None),
+            (None, true) => Err(crate::dpop::DpopError::MissingKey.into()),
+        }
+    }
+
     /// Whether the access token is DPoP-bound (`token_type` `dpop`).
     pub fn is_dpop_bound(&self) -> bool {
         self.token_type == "dpop"

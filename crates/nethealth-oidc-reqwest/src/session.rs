@@ -7,15 +7,12 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use nethealth_oidc_core::context::Grant;
 use nethealth_oidc_core::lifecycle::{GrantKind, Lifecycle, TokenSet};
-use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, State};
 use nethealth_oidc_core::store::{AsyncTokenStore, SessionOptions};
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{
-    Endpoint, Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError,
-};
+use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError};
 use tokio::sync::watch;
 use url::Url;
 
@@ -184,8 +181,18 @@ impl Session {
         }
         drop(cached);
         let token = self.renew().await?;
+        let cached = self.inner.cache.load();
+        if cached.token.ct_eq(&token) {
+            return Ok((token, cached.header.clone()));
+        }
         let header = token.authorization_header();
         Ok((token, header))
+    }
+
+    /// The DPoP key the session's tokens are bound to (`None` for bearer tokens); fails when the tokens are
+    /// DPoP-bound and the key was not kept.
+    pub(crate) fn dpop_key(&self) -> Result<Option<nethealth_oidc_core::dpop::DpopKey>, Error> {
+        lock(&self.inner.lifecycle).token_set().dpop_key()
     }
 
     /// What the user granted.
@@ -379,11 +386,8 @@ impl Session {
         now: UnixTime,
     ) -> Result<TokenSet, Error> {
         let client = &self.inner.client;
-        let response = client
-            .provider()
-            .http()
-            .send(Endpoint::Token, RequestKind::OneShot, request)
-            .await?;
+        let key = lock(&self.inner.lifecycle).token_set().dpop_key()?;
+        let response = client.send_token_request(request, key.as_ref()).await?;
         let response = token::parse_token_response(&response)?;
         let original = lock(&self.inner.lifecycle).id_claims().cloned();
         let new_claims = match (&response.id_token, &original, refresh) {
