@@ -298,11 +298,13 @@ pub enum Endpoint {
     DeviceAuthorization,
     /// `/connect/device`: the page where the user enters the code, logs in and approves (or denies).
     Device,
+    /// RFC 9126 `/connect/par`: pushed authorization requests.
+    Par,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::Authorize,
@@ -317,6 +319,7 @@ impl Endpoint {
         Endpoint::Api,
         Endpoint::DeviceAuthorization,
         Endpoint::Device,
+        Endpoint::Par,
     ];
 
     /// The path as the transcript shows it: relative to the issuer for the provider's endpoints, from the site root
@@ -337,6 +340,7 @@ impl Endpoint {
             Endpoint::Api => "/api/patients",
             Endpoint::DeviceAuthorization => "/connect/deviceauthorization",
             Endpoint::Device => "/connect/device",
+            Endpoint::Par => "/connect/par",
         }
     }
 

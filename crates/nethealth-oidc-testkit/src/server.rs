@@ -326,6 +326,7 @@ fn dispatch(shared: &Shared, endpoint: Endpoint, req: &Req) -> Reply {
         Endpoint::Api => api::patients(shared, req),
         Endpoint::DeviceAuthorization => crate::device::authorization(shared, req),
         Endpoint::Device => crate::device::verification(shared, req),
+        Endpoint::Par => crate::par_dpop::par(shared, req),
     }
 }
 

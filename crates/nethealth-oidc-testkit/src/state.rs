@@ -128,6 +128,8 @@ pub(crate) struct State {
     pub(crate) device_codes: HashMap<String, crate::device::DeviceGrant>,
     /// The polling interval handed to devices, in seconds.
     pub(crate) device_interval: u64,
+    /// Pushed requests and DPoP (`par_dpop.rs`).
+    pub(crate) par_dpop: crate::par_dpop::ParDpop,
 }
 
 /// The configuration and the locked state, shared by the server and the handle.
@@ -174,6 +176,7 @@ impl Shared {
             ],
             device_codes: HashMap::new(),
             device_interval: 5,
+            par_dpop: Default::default(),
         };
         Shared {
             config,
