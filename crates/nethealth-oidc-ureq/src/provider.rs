@@ -319,34 +319,49 @@ impl Client {
         request: http::Request<Vec<u8>>,
         key: Option<&DpopKey>,
     ) -> Result<http::Response<Vec<u8>>, Error> {
+        self.send_dpop(Endpoint::Token, RequestKind::OneShot, request, key, None)
+    }
+
+    /// Sends `request` to `endpoint`, with a DPoP proof (and `Authorization: DPoP` for `access_token`) when `key`
+    /// is given; a `use_dpop_nonce` challenge is answered with exactly one more request, never a second.
+    pub(crate) fn send_dpop(
+        &self,
+        endpoint: Endpoint,
+        kind: RequestKind,
+        request: http::Request<Vec<u8>>,
+        key: Option<&DpopKey>,
+        access_token: Option<&AccessToken>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
         let http = self.provider.http();
         let Some(key) = key else {
-            return Ok(http.send(Endpoint::Token, RequestKind::OneShot, request)?);
+            return Ok(http.send(endpoint, kind, request)?);
         };
         let nonces = self.context.dpop_nonces();
-        let url = self.context.token_endpoint();
+        let url = Url::parse(&request.uri().to_string())
+            .map_err(|_| nethealth_oidc_core::dpop::DpopError::BadUrl(request.uri().to_string()))?;
+        let clock = self.provider.clock();
         let signed = key.sign(
             &request,
-            None,
+            access_token,
             nonces,
-            self.provider.clock().now(),
+            clock.now(),
             &mut rand::rng(),
         )?;
-        let response = http.send(Endpoint::Token, RequestKind::OneShot, signed)?;
-        if !nonces.handle_response(url, response.status(), response.headers(), response.body()) {
+        let response = http.send(endpoint, kind, signed)?;
+        if !nonces.handle_response(&url, response.status(), response.headers(), response.body()) {
             return Ok(response);
         }
-        tracing::debug!("the token endpoint asked for a DPoP nonce; sending once more with it");
+        tracing::debug!(%endpoint, "the server asked for a DPoP nonce; sending once more with it");
         let signed = key.sign(
             &request,
-            None,
+            access_token,
             nonces,
-            self.provider.clock().now(),
+            clock.now(),
             &mut rand::rng(),
         )?;
-        let response = http.send(Endpoint::Token, RequestKind::OneShot, signed)?;
+        let response = http.send(endpoint, kind, signed)?;
         // A second challenge is not answered: it reaches the caller as the typed `use_dpop_nonce` error.
-        nonces.handle_response(url, response.status(), response.headers(), response.body());
+        nonces.handle_response(&url, response.status(), response.headers(), response.body());
         Ok(response)
     }
 
@@ -382,11 +397,24 @@ impl Client {
 
     /// Asks the userinfo endpoint about the user `sub` (the ID token's), with `access_token`.
     pub fn userinfo(&self, access_token: &AccessToken, sub: &str) -> Result<UserInfo, Error> {
+        self.userinfo_with(access_token, sub, None)
+    }
+
+    /// [`userinfo`](Self::userinfo), with a DPoP proof when the token is bound to `key`.
+    pub(crate) fn userinfo_with(
+        &self,
+        access_token: &AccessToken,
+        sub: &str,
+        key: Option<&DpopKey>,
+    ) -> Result<UserInfo, Error> {
         let request = self.context.userinfo_request(access_token)?;
-        let response =
-            self.provider
-                .http()
-                .send(Endpoint::Userinfo, RequestKind::Idempotent, request)?;
+        let response = self.send_dpop(
+            Endpoint::Userinfo,
+            RequestKind::Idempotent,
+            request,
+            key,
+            Some(access_token),
+        )?;
         self.context.parse_userinfo(&response, sub)
     }
 

@@ -232,7 +232,8 @@ impl Session {
             .map(|c| c.sub.clone())
             .ok_or(Error::Usage(UsageError::NoUser))?;
         let token = self.access_token()?;
-        self.inner.client.userinfo(&token, &sub)
+        let key = self.dpop_key()?;
+        self.inner.client.userinfo_with(&token, &sub, key.as_ref())
     }
 
     /// Revokes the session's tokens at the provider (the refresh token, which ends the grant, else the access

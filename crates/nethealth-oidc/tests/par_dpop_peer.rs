@@ -184,6 +184,8 @@ mod asynchronous {
         let api = session.authorized(reqwest::Client::new());
         let answer = api.send(api.get(userinfo.as_str())).await.unwrap();
         assert_eq!(answer.status(), 200, "{:?}", answer.headers());
+        // Session::userinfo sends the token the DPoP way too.
+        assert!(!session.userinfo().await.unwrap().sub.is_empty());
 
         // A refresh, with a proof from the same key.
         let first = session.access_token().await.unwrap();
@@ -301,6 +303,7 @@ mod blocking {
             .unwrap();
         let api = session.authorized(ureq::Agent::new_with_defaults());
         assert_eq!(api.send(get(&userinfo)).unwrap().status(), 200);
+        assert!(!session.userinfo().unwrap().sub.is_empty());
         let first = session.access_token().unwrap();
         session.token_rejected(&first);
         let second = session.access_token().unwrap();
