@@ -205,6 +205,13 @@ const RATIO_CHECKS: &[RatioCheck] = &[
         what: "RS256 ID-token verify vs raw aws-lc-rs RSA-2048 PKCS#1 SHA-256 verify",
     },
     RatioCheck {
+        group: "dpop",
+        bench: "nethealth_dpop_proof",
+        baseline: "raw_aws_lc_rs_p256_sign",
+        max_ratio: 1.3,
+        what: "ES256 DPoP proof (with ath and nonce) vs a raw aws-lc-rs ECDSA P-256 signature of the same length",
+    },
+    RatioCheck {
         group: "access_token",
         bench: "async_session_access_token",
         baseline: "floor_clock_read_plus_atomic_load",
