@@ -386,7 +386,7 @@ impl DpopNonces {
         };
         self.lock()
             .insert(url.origin().ascii_serialization(), nonce.to_owned());
-        let challenged = match status {
+        match status {
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => {
                 OAuthError::from_json(body).is_some_and(|e| e.code == ErrorCode::UseDpopNonce)
                     || headers
@@ -396,8 +396,7 @@ impl DpopNonces {
                         .any(is_dpop_nonce_challenge)
             }
             _ => false,
-        };
-        challenged
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {

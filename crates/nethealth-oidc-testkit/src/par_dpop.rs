@@ -12,6 +12,9 @@
 //!   and the server nonce when [`DpopNonce`] asks for one. A token issued with a proof is `token_type: DPoP` with
 //!   `cnf.jkt`; the API then takes it only as `Authorization: DPoP` with a proof by that key.
 
+// Handlers return their HTTP answer as the `Err` of early checks; its size does not matter here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
