@@ -227,6 +227,13 @@ const RATIO_CHECKS: &[RatioCheck] = &[
         what: "private_key_jwt assertion (ES256, P-256) vs raw aws-lc-rs P-256 ECDSA sign",
     },
     RatioCheck {
+        group: "dpop",
+        bench: "nethealth_dpop_proof",
+        baseline: "raw_aws_lc_rs_p256_sign",
+        max_ratio: 1.3,
+        what: "ES256 DPoP proof (with ath and nonce) vs a raw aws-lc-rs ECDSA P-256 signature of the same length",
+    },
+    RatioCheck {
         group: "access_token",
         bench: "async_session_access_token",
         baseline: "floor_clock_read_plus_atomic_load",

@@ -16,11 +16,19 @@ pub(crate) struct PeerInstance {
 }
 
 /// Every peer instance `cargo xtask ci` starts.
-pub(crate) const PEERS: &[PeerInstance] = &[PeerInstance {
-    issuer_var: "NETHEALTH_TEST_ISSUER",
-    // The offline_access test proves that the client sends prompt=consent itself.
-    settings: &[("OFFLINE_ACCESS_ADDS_CONSENT_PROMPT", "0")],
-}];
+pub(crate) const PEERS: &[PeerInstance] = &[
+    PeerInstance {
+        issuer_var: "NETHEALTH_TEST_ISSUER",
+        // The offline_access test proves that the client sends prompt=consent itself.
+        settings: &[("OFFLINE_ACCESS_ADDS_CONSENT_PROMPT", "0")],
+    },
+    // FAPI-style: every login pushed (RFC 9126), DPoP proofs must carry a server nonce (RFC 9449);
+    // `crates/nethealth-oidc/tests/par_dpop_peer.rs`.
+    PeerInstance {
+        issuer_var: "NETHEALTH_TEST_ISSUER_PAR",
+        settings: &[("PAR_REQUIRED", "1"), ("DPOP_REQUIRE_NONCE", "1")],
+    },
+];
 
 /// The oldest Node.js major version the peer (oidc-provider 9) runs on.
 const MIN_NODE_MAJOR: u32 = 20;

@@ -189,6 +189,26 @@ pub enum AuthorizeRequestError {
     /// A `resource` has a fragment, which RFC 8707 forbids.
     #[error("resource `{0}` has a fragment, which RFC 8707 §2 forbids: remove the `#...` part")]
     ResourceHasFragment(String),
+    /// The server requires pushed authorization requests (RFC 9126) but names no PAR endpoint.
+    #[error(
+        "the provider requires pushed authorization requests (require_pushed_authorization_requests) but its \
+         metadata has no pushed_authorization_request_endpoint, so no login can be started: ask the provider to \
+         publish its PAR endpoint"
+    )]
+    ParRequiredWithoutEndpoint,
+    /// PAR was asked for, but the provider offers no PAR endpoint.
+    #[error(
+        "pushed authorization requests were turned on (ClientOptions::with_par), but the provider has no \
+         pushed_authorization_request_endpoint: turn PAR off for this provider"
+    )]
+    ParNotOffered,
+    /// This login must be pushed (the provider requires PAR, or the client turned it on), which needs a request to
+    /// the server: the synchronous URL builder cannot do it.
+    #[error(
+        "logins with this client go through a pushed authorization request (RFC 9126), which needs a request to the \
+         server: start the login with Client::start_login (or start_login_with) instead of begin_login"
+    )]
+    MustPush,
 }
 
 /// An authorization request for the code flow, built step by step.
@@ -453,6 +473,7 @@ impl AuthorizationRequest {
             scopes: self.scopes,
             max_age: self.max_age,
             created_at: now,
+            request_uri_expires_at: None,
         };
         (url, pending)
     }
@@ -485,6 +506,9 @@ pub struct PendingLogin {
     scopes: Scopes,
     max_age: Option<u64>,
     created_at: UnixTime,
+    /// When the pushed request's `request_uri` expires (RFC 9126); `None` for a login that was not pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_uri_expires_at: Option<UnixTime>,
 }
 
 impl PendingLogin {
@@ -535,6 +559,28 @@ impl PendingLogin {
     /// When the login started.
     pub fn created_at(&self) -> UnixTime {
         self.created_at
+    }
+
+    /// When the `request_uri` of a pushed login (RFC 9126) expires; `None` when the login was not pushed.
+    pub fn request_uri_expires_at(&self) -> Option<UnixTime> {
+        self.request_uri_expires_at
+    }
+
+    /// Records when the pushed request's `request_uri` expires.
+    pub fn with_request_uri_expiry(mut self, expires_at: UnixTime) -> Self {
+        self.request_uri_expires_at = Some(expires_at);
+        self
+    }
+
+    /// Refuses a pushed login whose `request_uri` expired before the browser was sent with it: check it before
+    /// redirecting a browser late (a redirect right after the push needs no check).
+    pub fn check_request_uri(&self, now: UnixTime) -> Result<(), CallbackError> {
+        match self.request_uri_expires_at {
+            Some(at) if now >= at => Err(CallbackError::RequestUriExpired {
+                expired_secs_ago: now.saturating_duration_since(at).as_secs(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses a login that has been pending longer than `lifetime` (see [`DEFAULT_LIFETIME`](Self::DEFAULT_LIFETIME)).
@@ -726,6 +772,17 @@ pub enum CallbackError {
     /// Any other error response from the authorization endpoint.
     #[error("the authorization endpoint refused: {}; {}", .0, .0.hint(Endpoint::Authorization))]
     Provider(OAuthError),
+    /// The pushed authorization request (RFC 9126) expired before the browser used it, or the server no longer
+    /// knows its `request_uri` (`invalid_request_uri`).
+    #[error(
+        "the pushed authorization request expired{} before the browser used it: start the login again (and send \
+         the browser right after starting it)",
+        if *.expired_secs_ago > 0 { format!(" {} s ago", .expired_secs_ago) } else { String::new() }
+    )]
+    RequestUriExpired {
+        /// How long ago it expired, in seconds, when known (0 when the server said so).
+        expired_secs_ago: u64,
+    },
     /// The callback has neither a `code` nor an `error`.
     #[error(
         "the callback carries no authorization code: make sure the whole callback URL, query included, is passed in, \
@@ -830,6 +887,11 @@ pub fn parse_callback(
             | ErrorCode::ConsentRequired
             | ErrorCode::InteractionRequired
             | ErrorCode::AccountSelectionRequired => CallbackError::InteractionRequired(error),
+            ErrorCode::InvalidRequestUri if pending.request_uri_expires_at.is_some() => {
+                CallbackError::RequestUriExpired {
+                    expired_secs_ago: 0,
+                }
+            }
             _ => CallbackError::Provider(error),
         });
     }

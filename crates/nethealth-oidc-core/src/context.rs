@@ -13,6 +13,7 @@
 //!        └─ Err(e): KeyCache::handle_check_failure(e) may say to fetch the JWKS again, then complete_login once more
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -22,11 +23,13 @@ use crate::authorize::{AuthorizationRequest, IssPolicy, PendingLogin, Pkce, pars
 use crate::client::{ClientConfig, TokenAuthMethod};
 use crate::client_auth::{ClientAuth, RequestStamp};
 use crate::discovery::ProviderMetadata;
+use crate::dpop::{DpopError, DpopKey, DpopNonces};
 use crate::end_session::{EndSessionParams, end_session_url};
 use crate::error::Endpoint;
 use crate::id_token::{Expectations, IdTokenClaims, IdTokenVerifier};
 use crate::jwks::JwkSet;
 use crate::outcome::Error;
+use crate::par::{self, PushedAuthorization};
 use crate::revocation::TokenRef;
 use crate::scope::{GrantedScopes, Scopes};
 use crate::secret::{AccessToken, IdToken, State};
@@ -46,6 +49,14 @@ pub struct ClientOptions {
     pub login_lifetime: Duration,
     /// Clock skew allowed when checking ID tokens. Default 60 s.
     pub leeway: Duration,
+    /// Push every login's parameters first (RFC 9126, PAR). Default off; a provider that sets
+    /// `require_pushed_authorization_requests` gets pushed logins whatever this says.
+    pub par: bool,
+    /// Bind tokens to a per-session DPoP key (RFC 9449). Default off.
+    pub dpop: bool,
+    /// Keep the DPoP key with the token set when a store saves it, so that a resumed session can use its tokens.
+    /// Default off: the key stays in memory only.
+    pub store_dpop_key: bool,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +66,9 @@ impl Default for ClientOptions {
             pkce: Pkce::S256,
             login_lifetime: PendingLogin::DEFAULT_LIFETIME,
             leeway: Duration::from_secs(60),
+            par: false,
+            dpop: false,
+            store_dpop_key: false,
         }
     }
 }
@@ -85,6 +99,25 @@ impl ClientOptions {
         self.leeway = leeway;
         self
     }
+
+    /// Pushes logins (RFC 9126) even where the provider does not require it.
+    pub fn with_par(mut self, par: bool) -> Self {
+        self.par = par;
+        self
+    }
+
+    /// Binds tokens to a DPoP key (RFC 9449): a new ES256 key per login (or client-credentials session), proofs on
+    /// every token and resource request.
+    pub fn with_dpop(mut self, dpop: bool) -> Self {
+        self.dpop = dpop;
+        self
+    }
+
+    /// Keeps the DPoP key with the stored token set (see [`ClientOptions::store_dpop_key`]).
+    pub fn with_dpop_key_stored(mut self, stored: bool) -> Self {
+        self.store_dpop_key = stored;
+        self
+    }
 }
 
 /// The outcome of a login or of a client-credentials request: the tokens, the checked ID-token claims and the
@@ -100,6 +133,8 @@ pub struct Grant {
     pub granted: GrantedScopes,
     /// When the response came.
     pub received_at: UnixTime,
+    /// The DPoP key the tokens are bound to, when DPoP is on.
+    pub dpop_key: Option<DpopKey>,
 }
 
 impl Grant {
@@ -115,7 +150,14 @@ impl Grant {
             id_claims,
             granted,
             received_at,
+            dpop_key: None,
         }
+    }
+
+    /// The grant with the DPoP key its tokens are bound to.
+    pub fn with_dpop_key(mut self, key: Option<DpopKey>) -> Self {
+        self.dpop_key = key;
+        self
     }
 
     /// Whether the user granted only some of the scopes asked for.
@@ -138,6 +180,7 @@ pub struct ClientContext {
     auth: ClientAuth,
     verifier: IdTokenVerifier,
     options: ClientOptions,
+    dpop_nonces: Arc<DpopNonces>,
 }
 
 impl ClientContext {
@@ -165,6 +208,7 @@ impl ClientContext {
             auth,
             verifier,
             options,
+            dpop_nonces: Arc::default(),
         })
     }
 
@@ -202,6 +246,93 @@ impl ClientContext {
     /// The options.
     pub fn options(&self) -> &ClientOptions {
         &self.options
+    }
+
+    /// The latest DPoP nonce of every server this client talked to (shared by its sessions).
+    pub fn dpop_nonces(&self) -> &DpopNonces {
+        &self.dpop_nonces
+    }
+
+    /// A new DPoP key for a login or a client-credentials session, when DPoP is on; `None` when it is off. Fails
+    /// when the provider lists DPoP algorithms without ES256.
+    pub fn new_dpop_key(
+        &self,
+        rng: &mut (impl rand::CryptoRng + ?Sized),
+    ) -> Result<Option<DpopKey>, Error> {
+        if !self.options.dpop {
+            return Ok(None);
+        }
+        let algs = &self.metadata.dpop_signing_alg_values_supported;
+        if !algs.is_empty() && !algs.iter().any(|a| a == crate::dpop::ALGORITHM) {
+            return Err(DpopError::UnsupportedAlgorithm {
+                supported: algs
+                    .iter()
+                    .take(16)
+                    .map(|a| crate::error::truncate(a, 16))
+                    .collect(),
+            }
+            .into());
+        }
+        Ok(Some(
+            DpopKey::generate(rng)?.stored(self.options.store_dpop_key),
+        ))
+    }
+
+    /// Whether logins are pushed (RFC 9126): the provider requires it, or [`ClientOptions::par`] asks for it. Fails
+    /// when PAR is needed and the provider has no PAR endpoint: a login without PAR is then never attempted.
+    pub fn pushes_logins(&self) -> Result<bool, Error> {
+        let required = self.metadata.require_pushed_authorization_requests;
+        match (
+            required || self.options.par,
+            &self.metadata.pushed_authorization_request_endpoint,
+        ) {
+            (false, _) => Ok(false),
+            (true, Some(_)) => Ok(true),
+            (true, None) if required => {
+                Err(crate::authorize::AuthorizeRequestError::ParRequiredWithoutEndpoint.into())
+            }
+            (true, None) => Err(crate::authorize::AuthorizeRequestError::ParNotOffered.into()),
+        }
+    }
+
+    /// The pushed authorization request for a login whose full URL is `authorization_url` (from
+    /// [`AuthorizationRequest::build`]), authenticated as the token requests are.
+    pub fn pushed_authorization_request(
+        &self,
+        authorization_url: &Url,
+        stamp: &RequestStamp,
+    ) -> Result<Request<Vec<u8>>, Error> {
+        let endpoint = self
+            .metadata
+            .pushed_authorization_request_endpoint
+            .as_ref()
+            .ok_or(crate::authorize::AuthorizeRequestError::ParNotOffered)?;
+        Ok(par::pushed_authorization_request(
+            endpoint,
+            &self.config,
+            &self.auth,
+            authorization_url,
+            stamp,
+        )?)
+    }
+
+    /// Parses the PAR answer and returns the URL to send the browser to (only `client_id` and `request_uri`) and the
+    /// pending login, which now knows when its `request_uri` expires.
+    pub fn complete_push(
+        &self,
+        pending: PendingLogin,
+        response: &Response<Vec<u8>>,
+        now: UnixTime,
+    ) -> Result<(Url, PendingLogin), Error> {
+        let pushed: PushedAuthorization = par::parse_pushed_authorization_response(response)?;
+        let url = pushed.browser_url(
+            &self.metadata.authorization_endpoint,
+            &self.config.client_id,
+        );
+        Ok((
+            url,
+            pending.with_request_uri_expiry(now.saturating_add(pushed.expires_in)),
+        ))
     }
 
     /// The JWKS request, when the provider has a `jwks_uri`.
@@ -295,6 +426,7 @@ impl ClientContext {
             id_claims: Some(claims),
             granted,
             received_at: now,
+            dpop_key: None,
         })
     }
 
@@ -357,6 +489,7 @@ impl ClientContext {
             id_claims: None,
             granted,
             received_at: now,
+            dpop_key: None,
         }
     }
 

@@ -119,6 +119,14 @@ pub struct ProviderMetadata {
     pub end_session_endpoint: Option<Url>,
     /// `device_authorization_endpoint` (RFC 8628, the device flow).
     pub device_authorization_endpoint: Option<Url>,
+    /// `pushed_authorization_request_endpoint` (RFC 9126, PAR).
+    pub pushed_authorization_request_endpoint: Option<Url>,
+    /// `require_pushed_authorization_requests` (RFC 9126 §5): every login must go through PAR.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub require_pushed_authorization_requests: bool,
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1): the DPoP proof algorithms the server accepts.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub dpop_signing_alg_values_supported: Vec<String>,
     /// `scopes_supported`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub scopes_supported: Vec<String>,
@@ -170,6 +178,10 @@ impl ProviderMetadata {
             (
                 "device_authorization_endpoint",
                 self.device_authorization_endpoint.as_ref(),
+            ),
+            (
+                "pushed_authorization_request_endpoint",
+                self.pushed_authorization_request_endpoint.as_ref(),
             ),
         ]
         .into_iter()

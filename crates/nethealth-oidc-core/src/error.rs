@@ -31,6 +31,8 @@ pub enum Endpoint {
     Introspection,
     /// A resource server (an API called with the access token).
     Resource,
+    /// The RFC 9126 pushed authorization request endpoint.
+    PushedAuthorization,
 }
 
 impl Endpoint {
@@ -54,6 +56,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Userinfo => "the userinfo endpoint",
             Endpoint::Revocation => "the revocation endpoint",
             Endpoint::Introspection => "the introspection endpoint",
+            Endpoint::PushedAuthorization => "the pushed authorization request endpoint",
             Endpoint::Resource => "the resource server",
         })
     }
@@ -111,6 +114,10 @@ pub enum ErrorCode {
     InsufficientScope,
     /// `unsupported_token_type` (RFC 7009).
     UnsupportedTokenType,
+    /// `use_dpop_nonce` (RFC 9449 §8): the server wants a DPoP proof carrying the nonce it sent.
+    UseDpopNonce,
+    /// `invalid_dpop_proof` (RFC 9449 §7.1): the server refused the DPoP proof.
+    InvalidDpopProof,
     /// Any other code, kept verbatim.
     Other(String),
 }
@@ -143,6 +150,8 @@ impl ErrorCode {
             "invalid_token" => ErrorCode::InvalidToken,
             "insufficient_scope" => ErrorCode::InsufficientScope,
             "unsupported_token_type" => ErrorCode::UnsupportedTokenType,
+            "use_dpop_nonce" => ErrorCode::UseDpopNonce,
+            "invalid_dpop_proof" => ErrorCode::InvalidDpopProof,
             other => ErrorCode::Other(other.to_owned()),
         }
     }
@@ -174,6 +183,8 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::Other(s) => s,
         }
     }
@@ -276,6 +287,17 @@ impl OAuthError {
             }
             (ErrorCode::UnsupportedGrantType, _) | (ErrorCode::UnsupportedResponseType, _) => {
                 "the client is not registered for this flow at the provider"
+            }
+            (ErrorCode::UseDpopNonce, _) => {
+                "the server asked for a new DPoP nonce again right after the one retry with its nonce: the server \
+                 rotates nonces on every request or lost the one it gave; check the server's DPoP nonce settings"
+            }
+            (ErrorCode::InvalidDpopProof, _) => {
+                "the server refused the DPoP proof (wrong URL or method, clock skew, replayed jti or wrong key): \
+                 check that the request goes to the URL the server expects and that the clock is right"
+            }
+            (ErrorCode::InvalidRequestUri, _) => {
+                "the pushed authorization request expired or was already used: start the login again"
             }
             _ => "see the provider's error description",
         }

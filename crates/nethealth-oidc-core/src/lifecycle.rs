@@ -36,6 +36,7 @@ use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use crate::context::{ClientContext, Grant};
+use crate::dpop::DpopKey;
 use crate::error::ErrorCode;
 use crate::id_token::{self, IdTokenClaims};
 use crate::outcome::{Error, LoginRequiredReason};
@@ -71,6 +72,10 @@ pub struct TokenSet {
     /// Extra fields of the token response (SMART on FHIR's `patient`, ...).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The DPoP key the tokens are bound to (RFC 9449). Kept in memory; written to a store only when the key says
+    /// so ([`DpopKey::is_stored`], `ClientOptions::with_dpop_key_stored`).
+    #[serde(default, skip_serializing_if = "crate::dpop::not_stored")]
+    pub dpop_key: Option<DpopKey>,
 }
 
 impl fmt::Debug for TokenSet {
@@ -86,6 +91,7 @@ impl fmt::Debug for TokenSet {
             .field("granted", &self.granted)
             .field("received_at", &self.received_at)
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .field("dpop_key", &self.dpop_key)
             .finish()
     }
 }
@@ -109,12 +115,33 @@ impl TokenSet {
             granted: grant.granted,
             received_at: now,
             extra: response.extra,
+            dpop_key: grant.dpop_key,
         }
     }
 
-    /// The `Authorization` header value, marked sensitive.
+    /// The `Authorization` header value, marked sensitive: `Bearer <token>`, or `DPoP <token>` for a DPoP-bound
+    /// token (which also needs a proof per request).
     pub fn authorization_header(&self) -> HeaderValue {
-        self.access_token.authorization_header()
+        if self.is_dpop_bound() {
+            crate::dpop::authorization_header(&self.access_token)
+        } else {
+            self.access_token.authorization_header()
+        }
+    }
+
+    /// The DPoP key to send proofs with: `None` for a bearer token; [`DpopError::MissingKey`] for a DPoP-bound token
+    /// whose key was not kept (a set resumed from a store without it).
+    pub fn dpop_key(&self) -> Result<Option<DpopKey>, Error> {
+        match (&self.dpop_key, self.is_dpop_bound()) {
+            (Some(key), _) => Ok(Some(key.clone())),
+            (None, false) => Ok(None),
+            (None, true) => Err(crate::dpop::DpopError::MissingKey.into()),
+        }
+    }
+
+    /// Whether the access token is DPoP-bound (`token_type` `dpop`).
+    pub fn is_dpop_bound(&self) -> bool {
+        self.token_type == "dpop"
     }
 
     /// Whether the access token is still valid at `now` (a token without expiry is taken as valid).
@@ -392,6 +419,7 @@ impl Lifecycle {
                     id_claims: None,
                     granted,
                     received_at: now,
+                    dpop_key: self.set.dpop_key.clone(),
                 },
                 None,
             ));
@@ -435,6 +463,7 @@ impl Lifecycle {
             granted,
             received_at: now,
             extra,
+            dpop_key: self.set.dpop_key.clone(),
         })
     }
 

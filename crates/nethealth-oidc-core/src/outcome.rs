@@ -67,6 +67,9 @@ pub enum Error {
     /// The token store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// DPoP (RFC 9449) could not be used: the key, the server's algorithms or the request.
+    #[error(transparent)]
+    Dpop(#[from] crate::dpop::DpopError),
 }
 
 /// A mistake in how the library was set up or called (not the provider's doing).

@@ -20,7 +20,7 @@
 //! - `none`: a public client sends only its `client_id`.
 //!
 //! **The parser is lenient where providers differ** and strict where safety needs it: `token_type` in any case
-//! (only `bearer` is accepted), `expires_in` as a number or a numeric string (see
+//! (`bearer` and `dpop` are accepted), `expires_in` as a number or a numeric string (see
 //! [`TokenResponse::expires_in`]), optional `refresh_token`/`id_token`/`scope`, unknown fields kept. Error bodies
 //! `{error, error_description, error_uri}` become [`ResponseError::OAuth`] whatever the 4xx/5xx status; IdentityServer3's
 //! "invalid_grant / Unexpected code_verifier" carries a hint (see [`OAuthError::hint`](crate::error::OAuthError::hint))
@@ -53,7 +53,7 @@ use crate::wire;
 pub struct TokenResponse {
     /// The access token.
     pub access_token: AccessToken,
-    /// `token_type`, lower-cased (`bearer`).
+    /// `token_type`, lower-cased (`bearer`, or `dpop` for a DPoP-bound token).
     pub token_type: String,
     /// `expires_in`; `None` when absent. A value too large to represent saturates.
     ///
@@ -343,7 +343,7 @@ pub fn client_credentials_request(
 ///   a 3xx is [`ResponseError::Redirect`];
 /// - the body must be a JSON object with a non-empty string `access_token`;
 /// - `token_type` is compared in any letter case and stored lower-cased; an absent `token_type` is taken as
-///   `bearer` (the only type this client can use), any other type (`mac`, `dpop`, ...) is refused because this client
+///   `bearer`; `dpop` (RFC 9449) is accepted too, and any other type (`mac`, ...) is refused because this client
 ///   cannot present it;
 /// - `expires_in`: see [`TokenResponse::expires_in`];
 /// - `refresh_token`, `id_token`, `scope` are optional; empty strings count as absent; a `scope` sent as a JSON array
@@ -374,10 +374,10 @@ pub fn parse_token_response(
         None | Some(Value::Null) => String::from("bearer"),
         Some(_) => return Err(bad("`token_type` is not a string".into())),
     };
-    if token_type != "bearer" {
+    if token_type != "bearer" && token_type != "dpop" {
         return Err(bad(format!(
-            "token_type `{}` is not supported: this client can only present bearer tokens; configure the client at \
-             the provider for bearer tokens",
+            "token_type `{}` is not supported: this client can present bearer and DPoP tokens only; configure the \
+             client at the provider for one of them",
             crate::error::truncate(&token_type, 32)
         )));
     }
@@ -956,7 +956,7 @@ mod tests {
     }
 
     #[test]
-    fn token_type_any_case_but_only_bearer() {
+    fn token_type_any_case_bearer_or_dpop() {
         for tt in ["bearer", "Bearer", "BEARER", "bEaReR"] {
             let t = parse_token_response(&resp(
                 200,
@@ -965,7 +965,7 @@ mod tests {
             .unwrap();
             assert_eq!(t.token_type, "bearer");
         }
-        for tt in [r#""mac""#, r#""DPoP""#, "7"] {
+        for tt in [r#""mac""#, r#""N_A""#, "7"] {
             let e = parse_token_response(&resp(
                 200,
                 &format!(r#"{{"access_token":"x","token_type":{tt}}}"#),
@@ -978,10 +978,13 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        let e = parse_token_response(&resp(200, r#"{"access_token":"x","token_type":"DPoP"}"#))
+        let dpop = parse_token_response(&resp(200, r#"{"access_token":"x","token_type":"DPoP"}"#))
+            .unwrap();
+        assert_eq!(dpop.token_type, "dpop");
+        let e = parse_token_response(&resp(200, r#"{"access_token":"x","token_type":"MAC"}"#))
             .unwrap_err();
         assert!(
-            e.to_string().contains("token_type `dpop` is not supported"),
+            e.to_string().contains("token_type `mac` is not supported"),
             "{e}"
         );
     }

@@ -1,6 +1,8 @@
 //! [`AuthorizedClient`]: a reqwest client that sends the session's bearer token with every request.
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use nethealth_oidc_core::dpop::{self, DpopKey};
+use nethealth_oidc_core::secret::AccessToken;
 use nethealth_oidc_core::userinfo::parse_www_authenticate_bearer;
 use nethealth_oidc_core::{Endpoint, Error, ErrorCode, TransportError};
 
@@ -11,6 +13,10 @@ use crate::Session;
 /// the session renews the token once (only if it still holds the refused token, so concurrent refusals cause one
 /// renewal) and the request is sent once more with the new token (if its body can be replayed); the refused token is
 /// never sent again.
+///
+/// With DPoP-bound tokens (`ClientOptions::with_dpop`), every request carries `Authorization: DPoP <token>` and a
+/// fresh proof for its method and URL (with `ath`); a `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"` is
+/// answered once with the server's nonce, and a second such challenge is the typed `use_dpop_nonce` error.
 #[derive(Debug, Clone)]
 pub struct AuthorizedClient {
     session: Session,
@@ -53,7 +59,7 @@ impl AuthorizedClient {
         let retry = request.try_clone();
         // The token is read once: the one sent is the one reported if the API refuses it.
         let (token, header) = self.session.credentials().await?;
-        let response = execute(&client, request, header).await?;
+        let response = self.execute(&client, request, &token, header).await?;
         if response.status() != reqwest::StatusCode::UNAUTHORIZED || !invalid_token(&response) {
             return Ok(response);
         }
@@ -68,7 +74,59 @@ impl AuthorizedClient {
             // Nothing new to send: the refused token is never sent again.
             return Ok(response);
         }
-        execute(&client, retry, header).await
+        self.execute(&client, retry, &fresh, header).await
+    }
+
+    /// Sends `request` with `token`: as a bearer token, or with a DPoP proof when the session's tokens are
+    /// DPoP-bound, answering one `use_dpop_nonce` challenge with exactly one more request.
+    async fn execute(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+        token: &AccessToken,
+        header: http::HeaderValue,
+    ) -> Result<reqwest::Response, Error> {
+        let Some(key) = self.session.dpop_key()? else {
+            return execute(client, request, header).await;
+        };
+        let nonces = self.session.client().context().dpop_nonces();
+        let url = request.url().clone();
+        let retry = request.try_clone();
+        let response = execute(client, self.prove(request, token, &key)?, header.clone()).await?;
+        if !nonces.handle_response(&url, response.status(), response.headers(), b"") {
+            return Ok(response);
+        }
+        let Some(retry) = retry else {
+            return Ok(response);
+        };
+        tracing::debug!("the API asked for a DPoP nonce; sending once more with it");
+        let response = execute(client, self.prove(retry, token, &key)?, header).await?;
+        if nonces.handle_response(&url, response.status(), response.headers(), b"") {
+            return Err(dpop::nonce_challenge_repeated(Endpoint::Resource).into());
+        }
+        Ok(response)
+    }
+
+    /// `request` with a fresh DPoP proof for `token`.
+    fn prove(
+        &self,
+        mut request: reqwest::Request,
+        token: &AccessToken,
+        key: &DpopKey,
+    ) -> Result<reqwest::Request, Error> {
+        let nonces = self.session.client().context().dpop_nonces();
+        let now = self.session.client().provider().clock().now();
+        let proof = key.proof(
+            request.method(),
+            request.url(),
+            Some(token),
+            nonces.get(request.url()).as_deref(),
+            now,
+            &mut rand::rng(),
+        )?;
+        let proof = http::HeaderValue::from_str(&proof).expect("a compact JWS is printable ASCII");
+        request.headers_mut().insert(dpop::DPOP, proof);
+        Ok(request)
     }
 }
 

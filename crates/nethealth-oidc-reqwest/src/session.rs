@@ -7,15 +7,12 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use nethealth_oidc_core::context::Grant;
 use nethealth_oidc_core::lifecycle::{GrantKind, Lifecycle, TokenSet};
-use nethealth_oidc_core::retry::RequestKind;
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, State};
 use nethealth_oidc_core::store::{AsyncTokenStore, SessionOptions};
 use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{
-    Endpoint, Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError,
-};
+use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError};
 use tokio::sync::watch;
 use tracing::Instrument;
 use url::Url;
@@ -230,8 +227,18 @@ impl Session {
         }
         drop(cached);
         let token = self.renew().await?;
+        let cached = self.inner.cache.load();
+        if cached.token.ct_eq(&token) {
+            return Ok((token, cached.header.clone()));
+        }
         let header = token.authorization_header();
         Ok((token, header))
+    }
+
+    /// The DPoP key the session's tokens are bound to (`None` for bearer tokens); fails when the tokens are
+    /// DPoP-bound and the key was not kept.
+    pub(crate) fn dpop_key(&self) -> Result<Option<nethealth_oidc_core::dpop::DpopKey>, Error> {
+        lock(&self.inner.lifecycle).token_set().dpop_key()
     }
 
     /// What the user granted.
@@ -261,7 +268,11 @@ impl Session {
             .map(|c| c.sub.clone())
             .ok_or(Error::Usage(UsageError::NoUser))?;
         let token = self.access_token().await?;
-        self.inner.client.userinfo(&token, &sub).await
+        let key = self.dpop_key()?;
+        self.inner
+            .client
+            .userinfo_with(&token, &sub, key.as_ref())
+            .await
     }
 
     /// Revokes the session's tokens at the provider (the refresh token, which ends the grant, else the access
@@ -442,11 +453,8 @@ impl Session {
         now: UnixTime,
     ) -> Result<TokenSet, Error> {
         let client = &self.inner.client;
-        let response = client
-            .provider()
-            .http()
-            .send(Endpoint::Token, RequestKind::OneShot, request)
-            .await?;
+        let key = lock(&self.inner.lifecycle).token_set().dpop_key()?;
+        let response = client.send_token_request(request, key.as_ref()).await?;
         let response = token::parse_token_response(&response)?;
         let original = lock(&self.inner.lifecycle).id_claims().cloned();
         let new_claims = match (&response.id_token, &original, refresh) {

@@ -29,13 +29,13 @@
 mod capture;
 mod process;
 mod raw;
-mod requests;
 mod redis;
+mod requests;
 mod server;
 
 pub use capture::{LogCapture, capture_logs};
 pub use process::{peak_rss_growth, rerun_self};
 pub use raw::{RawServer, RawStep};
-pub use requests::{bearer, get_json, post_form};
 pub use redis::{OwnedRedis, shared_redis_url};
+pub use requests::{bearer, get_json, post_form};
 pub use server::{RecordedRequest, Scripted, ScriptedServer, refused_url};

@@ -20,7 +20,15 @@ pub(crate) fn patients(shared: &Shared, req: &Req) -> Reply {
         Method::POST => "patients.write",
         _ => return method_not_allowed("GET, POST"),
     };
-    let Some(token) = req.bearer() else {
+    let dpop_token = req
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("dpop"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty());
+    let Some(token) = req.bearer().or(dpop_token) else {
         // RFC 6750 §3.1: no error code when the request carried no token at all.
         return bearer_challenge(
             StatusCode::UNAUTHORIZED,
@@ -43,6 +51,16 @@ pub(crate) fn patients(shared: &Shared, req: &Req) -> Reply {
             );
         }
     };
+    if let Err(reply) = crate::par_dpop::check_resource_proof(
+        &shared.config,
+        &mut state,
+        req,
+        token,
+        dpop_token.is_some(),
+        &claims,
+    ) {
+        return reply;
+    }
     if !token_scopes(&claims).iter().any(|s| s == needed) {
         return bearer_challenge(
             StatusCode::FORBIDDEN,

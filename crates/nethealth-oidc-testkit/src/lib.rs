@@ -121,6 +121,7 @@ mod device;
 mod keys;
 mod model;
 mod pages;
+mod par_dpop;
 mod provider;
 mod registration;
 mod server;
@@ -133,6 +134,7 @@ use std::time::Duration;
 pub use crate::browser::{Browser, Consent, LoginError};
 pub use crate::keys::KeyError;
 pub use crate::model::{ClientSpec, Endpoint, Fault, PromptNone, RefreshTokenUsage, SCOPES, User};
+pub use crate::par_dpop::DpopNonce;
 
 use crate::keys::SigningKey;
 use crate::model::Lifetimes;
@@ -607,6 +609,28 @@ impl TestKit {
     /// The polling interval handed to devices from now on (RFC 8628; default 5 s, whole seconds, at least 1).
     pub fn set_device_interval(&self, interval: Duration) {
         self.shared.lock().device_interval = interval.as_secs().max(1);
+    }
+
+    /// Requires pushed authorization requests (RFC 9126): discovery says so, and `/connect/authorize` without a
+    /// `request_uri` shows an error page.
+    pub fn set_require_par(&self, require: bool) {
+        self.shared.lock().par_dpop.require_par = require;
+    }
+
+    /// How long a pushed request's `request_uri` stays usable from now on (default 60 s, whole seconds, at least 1).
+    pub fn set_par_lifetime(&self, lifetime: Duration) {
+        self.shared.lock().par_dpop.par_lifetime = lifetime.as_secs().max(1);
+    }
+
+    /// When DPoP proofs must carry a server nonce (RFC 9449 §8, §9), at the token endpoint and the API.
+    pub fn set_dpop_nonce(&self, mode: DpopNonce) {
+        self.shared.lock().par_dpop.nonce_mode = mode;
+    }
+
+    /// Makes the site expect DPoP proofs to name `origin` (e.g. `https://accounts.example.com`) instead of its own
+    /// loopback origin, as a site behind a proxy does; `None` restores its own.
+    pub fn set_dpop_public_origin(&self, origin: Option<&str>) {
+        self.shared.lock().par_dpop.public_origin = origin.map(str::to_owned);
     }
 
     /// Moves the site's clock forward: tokens and codes expire as if `by` had passed. Tokens issued afterwards

@@ -313,11 +313,13 @@ pub enum Endpoint {
     Device,
     /// SMART App Launch `/.well-known/smart-configuration`.
     SmartConfiguration,
+    /// RFC 9126 `/connect/par`: pushed authorization requests.
+    Par,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 15] = [
+    pub const ALL: [Endpoint; 16] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::Authorize,
@@ -333,6 +335,7 @@ impl Endpoint {
         Endpoint::DeviceAuthorization,
         Endpoint::Device,
         Endpoint::SmartConfiguration,
+        Endpoint::Par,
     ];
 
     /// The path as the transcript shows it: relative to the issuer for the provider's endpoints, from the site root
@@ -354,6 +357,7 @@ impl Endpoint {
             Endpoint::DeviceAuthorization => "/connect/deviceauthorization",
             Endpoint::Device => "/connect/device",
             Endpoint::SmartConfiguration => "/.well-known/smart-configuration",
+            Endpoint::Par => "/connect/par",
         }
     }
 

@@ -63,6 +63,9 @@ pub(crate) fn discovery(shared: &Shared, req: &Req) -> Reply {
             "client_secret_post", "client_secret_basic", "private_key_jwt", "client_secret_jwt", "none"
         ],
         "token_endpoint_auth_signing_alg_values_supported": cfg.assertion_algs,
+        "pushed_authorization_request_endpoint": cfg.url(Endpoint::Par),
+        "require_pushed_authorization_requests": shared.lock().par_dpop.require_par,
+        "dpop_signing_alg_values_supported": ["ES256"],
     });
     if let Some(obj) = doc.as_object_mut() {
         if cfg.dynamic_registration {
@@ -171,6 +174,13 @@ pub(crate) fn authorize(shared: &Shared, req: &Req) -> Reply {
     };
     let cfg = &shared.config;
     let mut state = shared.lock();
+    let params = match crate::par_dpop::authorize_params(&mut state, params) {
+        Ok(p) => p,
+        Err(crate::par_dpop::PushError::Page(message)) => return error_page(message),
+        Err(crate::par_dpop::PushError::Expired(pushed)) => {
+            return expired_request_uri(cfg, &state, &pushed);
+        }
+    };
     // Until the client and its redirect URI are known, errors are shown on a page, never redirected.
     let client_id = match params.single("client_id") {
         Ok(Some(id)) => id,
@@ -376,6 +386,34 @@ pub(crate) fn authorize(shared: &Shared, req: &Req) -> Reply {
 /// Whether `uri` is one of the client's redirect URIs: exactly, or (RFC 8252 §7.3, for native apps) on any port
 /// when the client registered an `http://127.0.0.1` or `http://[::1]` URI without a port. A registered URI with
 /// a port still matches only exactly.
+/// An expired pushed request: back to the (registered) redirect URI it named, with `invalid_request_uri`.
+fn expired_request_uri(cfg: &Config, state: &State, pushed: &Params) -> Reply {
+    let one = |name: &str| pushed.single(name).ok().flatten();
+    let (Some(client_id), Some(redirect_uri)) = (one("client_id"), one("redirect_uri")) else {
+        return error_page("The request_uri expired");
+    };
+    let registered = state
+        .clients
+        .get(client_id)
+        .is_some_and(|c| redirect_uri_registered(c, redirect_uri));
+    if !registered {
+        return error_page("The request_uri expired");
+    }
+    match callback_url(
+        cfg,
+        state,
+        redirect_uri,
+        &[
+            ("error", "invalid_request_uri"),
+            ("error_description", "The request_uri expired"),
+        ],
+        one("state"),
+    ) {
+        Ok(url) => redirect(&url),
+        Err(page) => page,
+    }
+}
+
 fn redirect_uri_registered(client: &ClientSpec, uri: &str) -> bool {
     if client.redirect_uris.iter().any(|r| r == uri) {
         return true;
@@ -838,6 +876,9 @@ fn access_token(
         "scope": scope_claim(cfg, scopes),
         "jti": random_handle(),
     });
+    if let (Some(obj), Some(jkt)) = (claims.as_object_mut(), &state.par_dpop.binding) {
+        obj.insert("cnf".into(), json!({ "jkt": jkt }));
+    }
     if let (Some(obj), Some(sub)) = (claims.as_object_mut(), sub) {
         obj.insert("sub".into(), sub.into());
         obj.insert("idp".into(), "idsrv".into());
@@ -893,6 +934,16 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Reply {
         Ok(c) => c,
         Err(reply) => return reply,
     };
+    state.par_dpop.binding = match crate::par_dpop::check_token_proof(cfg, &mut state, req) {
+        Ok(jkt) => jkt,
+        Err(reply) => return reply,
+    };
+    let reply = token_grant(cfg, &mut state, &client, &form);
+    state.par_dpop.binding = None;
+    reply
+}
+
+fn token_grant(cfg: &Config, state: &mut State, client: &ClientSpec, form: &Params) -> Reply {
     for name in [
         "grant_type",
         "code",
@@ -906,11 +957,11 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Reply {
         }
     }
     match form.single("grant_type").ok().flatten() {
-        Some("authorization_code") => code_grant(cfg, &mut state, &client, &form),
-        Some("refresh_token") => refresh_grant(cfg, &mut state, &client, &form),
-        Some("client_credentials") => client_credentials_grant(cfg, &state, &client, &form),
+        Some("authorization_code") => code_grant(cfg, state, client, form),
+        Some("refresh_token") => refresh_grant(cfg, state, client, form),
+        Some("client_credentials") => client_credentials_grant(cfg, state, client, form),
         Some(crate::device::DEVICE_CODE_GRANT) => {
-            crate::device::device_code_grant(cfg, &mut state, &client, &form)
+            crate::device::device_code_grant(cfg, state, client, form)
         }
         Some(_) => grant_error("unsupported_grant_type", "The grant type is not supported"),
         None => grant_error("invalid_request", "The grant_type parameter is missing"),
@@ -1065,7 +1116,12 @@ fn token_response(
     }
     body.insert("access_token".into(), access_token.into());
     body.insert("expires_in".into(), state.lifetimes.access.as_secs().into());
-    body.insert("token_type".into(), "Bearer".into());
+    let token_type = if state.par_dpop.binding.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
+    body.insert("token_type".into(), token_type.into());
     if let Some(rt) = refresh_token {
         body.insert("refresh_token".into(), rt.into());
     }

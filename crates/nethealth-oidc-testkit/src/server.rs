@@ -327,6 +327,7 @@ fn dispatch(shared: &Shared, endpoint: Endpoint, req: &Req) -> Reply {
         Endpoint::DeviceAuthorization => crate::device::authorization(shared, req),
         Endpoint::Device => crate::device::verification(shared, req),
         Endpoint::SmartConfiguration => provider::smart_configuration(shared, req),
+        Endpoint::Par => crate::par_dpop::par(shared, req),
     }
 }
 

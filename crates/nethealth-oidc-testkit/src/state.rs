@@ -132,6 +132,8 @@ pub(crate) struct State {
     pub(crate) device_interval: u64,
     /// `(client_id, jti)` of client assertions already used, with their `exp`: a second use is a replay.
     pub(crate) used_assertions: HashMap<(String, String), u64>,
+    /// Pushed requests and DPoP (`par_dpop.rs`).
+    pub(crate) par_dpop: crate::par_dpop::ParDpop,
 }
 
 /// The configuration and the locked state, shared by the server and the handle.
@@ -179,6 +181,7 @@ impl Shared {
             device_codes: HashMap::new(),
             device_interval: 5,
             used_assertions: HashMap::new(),
+            par_dpop: Default::default(),
         };
         Shared {
             config,

@@ -1,6 +1,8 @@
 //! [`AuthorizedClient`]: a ureq agent that sends the session's bearer token with every request.
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use nethealth_oidc_core::dpop::{self, DpopError};
+use nethealth_oidc_core::secret::AccessToken;
 use nethealth_oidc_core::userinfo::parse_www_authenticate_bearer;
 use nethealth_oidc_core::{Endpoint, Error, ErrorCode, TransportError};
 
@@ -13,6 +15,10 @@ use crate::Session;
 ///
 /// Requests are `http::Request<Vec<u8>>` values, so the body can always be replayed; 4xx and 5xx come back as
 /// responses, not errors, whatever the agent's own settings.
+///
+/// With DPoP-bound tokens (`ClientOptions::with_dpop`), every request carries `Authorization: DPoP <token>` and a
+/// fresh proof for its method and URL (with `ath`); a `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"` is
+/// answered once with the server's nonce, and a second such challenge is the typed `use_dpop_nonce` error.
 #[derive(Debug, Clone)]
 pub struct AuthorizedClient {
     session: Session,
@@ -45,7 +51,7 @@ impl AuthorizedClient {
     ) -> Result<http::Response<ureq::Body>, Error> {
         // The token is read once: the one sent is the one reported if the API refuses it.
         let (token, header) = self.session.credentials()?;
-        let response = self.execute(request.clone(), header)?;
+        let response = self.execute_as(request.clone(), &token, header.clone())?;
         if response.status() != http::StatusCode::UNAUTHORIZED || !invalid_token(&response) {
             return Ok(response);
         }
@@ -57,7 +63,37 @@ impl AuthorizedClient {
             // Nothing new to send: the refused token is never sent again.
             return Ok(response);
         }
-        self.execute(request, header)
+        self.execute_as(request, &fresh, header)
+    }
+
+    /// Sends `request` with `token`: as a bearer token, or with a DPoP proof when the session's tokens are
+    /// DPoP-bound, answering one `use_dpop_nonce` challenge with exactly one more request.
+    fn execute_as(
+        &self,
+        request: http::Request<Vec<u8>>,
+        token: &AccessToken,
+        header: http::HeaderValue,
+    ) -> Result<http::Response<ureq::Body>, Error> {
+        let Some(key) = self.session.dpop_key()? else {
+            return self.execute(request, header);
+        };
+        let context = self.session.client().context();
+        let nonces = context.dpop_nonces();
+        let url = url::Url::parse(&request.uri().to_string())
+            .map_err(|_| DpopError::BadUrl(request.uri().to_string()))?;
+        let clock = self.session.client().provider().clock();
+        let signed = key.sign(&request, Some(token), nonces, clock.now(), &mut rand::rng())?;
+        let response = self.execute(signed, header.clone())?;
+        if !nonces.handle_response(&url, response.status(), response.headers(), b"") {
+            return Ok(response);
+        }
+        tracing::debug!("the API asked for a DPoP nonce; sending once more with it");
+        let signed = key.sign(&request, Some(token), nonces, clock.now(), &mut rand::rng())?;
+        let response = self.execute(signed, header)?;
+        if nonces.handle_response(&url, response.status(), response.headers(), b"") {
+            return Err(dpop::nonce_challenge_repeated(Endpoint::Resource).into());
+        }
+        Ok(response)
     }
 
     fn execute(

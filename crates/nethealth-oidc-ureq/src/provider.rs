@@ -7,6 +7,7 @@ use nethealth_oidc_core::authorize::{AuthorizationRequest, PendingLogin};
 use nethealth_oidc_core::client_auth::RequestStamp;
 use nethealth_oidc_core::context::{ClientContext, ClientOptions, Grant};
 use nethealth_oidc_core::discovery::{self, ProviderMetadata};
+use nethealth_oidc_core::dpop::DpopKey;
 use nethealth_oidc_core::jwks::{self, JwkSet, JwksRefreshPolicy, KeyAction, KeyCache};
 use nethealth_oidc_core::registration::{
     self, ClientMetadata, NetHealthRegistration, RegisteredClient,
@@ -295,14 +296,103 @@ impl Client {
     /// provider ignore `offline_access` otherwise, and then no refresh token comes back and the grant reads as
     /// partial. To send another prompt, build the request with [`login_request`](Self::login_request), set it with
     /// `.prompt(...)`, and pass it to [`begin_login_with`](Self::begin_login_with).
+    ///
+    /// A client whose logins are pushed (the provider requires PAR, or [`ClientOptions::with_par`]) gets
+    /// [`AuthorizeRequestError::MustPush`](nethealth_oidc_core::authorize::AuthorizeRequestError::MustPush): use
+    /// [`start_login`](Self::start_login), which works with every provider.
     pub fn begin_login(&self, scopes: &Scopes) -> Result<(Url, PendingLogin), Error> {
+        if self.context.pushes_logins()? {
+            return Err(nethealth_oidc_core::authorize::AuthorizeRequestError::MustPush.into());
+        }
         Ok(self.begin_login_with(self.login_request(scopes)?))
     }
 
-    /// Starts a login from a customised request.
+    /// Starts a login from a customised request, as a plain authorization URL (never pushed).
     #[tracing::instrument(name = "nethealth_oidc.login.begin", skip_all, fields(issuer = %self.provider.issuer()))]
     pub fn begin_login_with(&self, request: AuthorizationRequest) -> (Url, PendingLogin) {
         request.build(&mut rand::rng(), self.provider.clock().now())
+    }
+
+    /// Starts a login for `scopes`, pushing it first (RFC 9126) when the provider requires it or the client asked
+    /// for it: then the browser's URL carries only `client_id` and `request_uri`. Otherwise as
+    /// [`begin_login`](Self::begin_login).
+    pub fn start_login(&self, scopes: &Scopes) -> Result<(Url, PendingLogin), Error> {
+        self.start_login_with(self.login_request(scopes)?)
+    }
+
+    /// [`start_login`](Self::start_login) from a customised request.
+    pub fn start_login_with(
+        &self,
+        request: AuthorizationRequest,
+    ) -> Result<(Url, PendingLogin), Error> {
+        let push = self.context.pushes_logins()?;
+        let now = self.provider.clock().now();
+        let (url, pending) = request.build(&mut rand::rng(), now);
+        if !push {
+            return Ok((url, pending));
+        }
+        let request = self
+            .context
+            .pushed_authorization_request(&url, &self.stamp())?;
+        let response = self.provider.http().send(
+            Endpoint::PushedAuthorization,
+            RequestKind::OneShot,
+            request,
+        )?;
+        self.context.complete_push(pending, &response, now)
+    }
+
+    /// Sends a token-endpoint request, with a DPoP proof when `key` is given, answering one `use_dpop_nonce`
+    /// challenge with exactly one more request.
+    pub(crate) fn send_token_request(
+        &self,
+        request: http::Request<Vec<u8>>,
+        key: Option<&DpopKey>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        self.send_dpop(Endpoint::Token, RequestKind::OneShot, request, key, None)
+    }
+
+    /// Sends `request` to `endpoint`, with a DPoP proof (and `Authorization: DPoP` for `access_token`) when `key`
+    /// is given; a `use_dpop_nonce` challenge is answered with exactly one more request, never a second.
+    pub(crate) fn send_dpop(
+        &self,
+        endpoint: Endpoint,
+        kind: RequestKind,
+        request: http::Request<Vec<u8>>,
+        key: Option<&DpopKey>,
+        access_token: Option<&AccessToken>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        let http = self.provider.http();
+        let Some(key) = key else {
+            return Ok(http.send(endpoint, kind, request)?);
+        };
+        let nonces = self.context.dpop_nonces();
+        let url = Url::parse(&request.uri().to_string())
+            .map_err(|_| nethealth_oidc_core::dpop::DpopError::BadUrl(request.uri().to_string()))?;
+        let clock = self.provider.clock();
+        let signed = key.sign(
+            &request,
+            access_token,
+            nonces,
+            clock.now(),
+            &mut rand::rng(),
+        )?;
+        let response = http.send(endpoint, kind, signed)?;
+        if !nonces.handle_response(&url, response.status(), response.headers(), response.body()) {
+            return Ok(response);
+        }
+        tracing::debug!(%endpoint, "the server asked for a DPoP nonce; sending once more with it");
+        let signed = key.sign(
+            &request,
+            access_token,
+            nonces,
+            clock.now(),
+            &mut rand::rng(),
+        )?;
+        let response = http.send(endpoint, kind, signed)?;
+        // A second challenge is not answered: it reaches the caller as the typed `use_dpop_nonce` error.
+        nonces.handle_response(&url, response.status(), response.headers(), response.body());
+        Ok(response)
     }
 
     /// Finishes a login: checks the callback URL the browser came back to, exchanges the code, verifies the ID
@@ -315,15 +405,14 @@ impl Client {
         let request = self
             .context
             .exchange_request(pending, callback_url, &stamp)?;
-        let response = self
-            .provider
-            .http()
-            .send(Endpoint::Token, RequestKind::OneShot, request)?;
+        let key = self.context.new_dpop_key(&mut rand::rng())?;
+        let response = self.send_token_request(request, key.as_ref())?;
         let response = token::parse_token_response(&response)?;
-        self.provider.with_keys(|keys| {
+        let grant = self.provider.with_keys(|keys| {
             self.context
                 .complete_login(pending, response.clone(), keys, now)
-        })
+        })?;
+        Ok(grant.with_dpop_key(key))
     }
 
     /// Gets a token for the client itself (machine to machine).
@@ -333,24 +422,36 @@ impl Client {
         let now = stamp.now();
         let scope = (!scopes.is_empty()).then_some(scopes);
         let request = self.context.client_credentials_request(scope, &stamp)?;
-        let response = self
-            .provider
-            .http()
-            .send(Endpoint::Token, RequestKind::OneShot, request)?;
+        let key = self.context.new_dpop_key(&mut rand::rng())?;
+        let response = self.send_token_request(request, key.as_ref())?;
         let response = token::parse_token_response(&response)?;
         Ok(self
             .context
-            .complete_client_credentials(scopes, response, now))
+            .complete_client_credentials(scopes, response, now)
+            .with_dpop_key(key))
     }
 
     /// Asks the userinfo endpoint about the user `sub` (the ID token's), with `access_token`.
     #[tracing::instrument(name = "nethealth_oidc.userinfo", skip_all, fields(issuer = %self.provider.issuer()))]
     pub fn userinfo(&self, access_token: &AccessToken, sub: &str) -> Result<UserInfo, Error> {
+        self.userinfo_with(access_token, sub, None)
+    }
+
+    /// [`userinfo`](Self::userinfo), with a DPoP proof when the token is bound to `key`.
+    pub(crate) fn userinfo_with(
+        &self,
+        access_token: &AccessToken,
+        sub: &str,
+        key: Option<&DpopKey>,
+    ) -> Result<UserInfo, Error> {
         let request = self.context.userinfo_request(access_token)?;
-        let response =
-            self.provider
-                .http()
-                .send(Endpoint::Userinfo, RequestKind::Idempotent, request)?;
+        let response = self.send_dpop(
+            Endpoint::Userinfo,
+            RequestKind::Idempotent,
+            request,
+            key,
+            Some(access_token),
+        )?;
         self.context.parse_userinfo(&response, sub)
     }
 
