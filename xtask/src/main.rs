@@ -167,12 +167,14 @@ fn ci() -> Result<(), String> {
             "--all-targets",
             "--all-features",
             "--locked",
+            // Every failing test binary is reported, not only the first.
+            "--no-fail-fast",
         ],
         &peers.env(),
     )?;
     run(
         &cargo,
-        &["test", "--workspace", "--doc", "--locked"],
+        &["test", "--workspace", "--doc", "--all-features", "--locked"],
         &peers.env(),
     )?;
     drop(peers);

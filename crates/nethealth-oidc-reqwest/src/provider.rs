@@ -451,12 +451,12 @@ impl Client {
     }
 
     /// Asks the userinfo endpoint about the user `sub` (the ID token's), with `access_token`.
-    #[tracing::instrument(name = "nethealth_oidc.userinfo", skip_all, fields(issuer = %self.provider.issuer()))]
     pub async fn userinfo(&self, access_token: &AccessToken, sub: &str) -> Result<UserInfo, Error> {
         self.userinfo_with(access_token, sub, None).await
     }
 
     /// [`userinfo`](Self::userinfo), with a DPoP proof when the token is bound to `key`.
+    #[tracing::instrument(name = "nethealth_oidc.userinfo", skip_all, fields(issuer = %self.provider.issuer(), dpop = key.is_some()))]
     pub(crate) async fn userinfo_with(
         &self,
         access_token: &AccessToken,

@@ -432,12 +432,12 @@ impl Client {
     }
 
     /// Asks the userinfo endpoint about the user `sub` (the ID token's), with `access_token`.
-    #[tracing::instrument(name = "nethealth_oidc.userinfo", skip_all, fields(issuer = %self.provider.issuer()))]
     pub fn userinfo(&self, access_token: &AccessToken, sub: &str) -> Result<UserInfo, Error> {
         self.userinfo_with(access_token, sub, None)
     }
 
     /// [`userinfo`](Self::userinfo), with a DPoP proof when the token is bound to `key`.
+    #[tracing::instrument(name = "nethealth_oidc.userinfo", skip_all, fields(issuer = %self.provider.issuer(), dpop = key.is_some()))]
     pub(crate) fn userinfo_with(
         &self,
         access_token: &AccessToken,
