@@ -30,6 +30,7 @@ use crate::id_token::{Expectations, IdTokenClaims, IdTokenVerifier};
 use crate::jwks::JwkSet;
 use crate::outcome::Error;
 use crate::par::{self, PushedAuthorization};
+use crate::retry::RequestKind;
 use crate::revocation::TokenRef;
 use crate::scope::{GrantedScopes, Scopes};
 use crate::secret::{AccessToken, IdToken, State};
@@ -530,6 +531,20 @@ impl ClientContext {
             token,
             stamp,
         )?)
+    }
+
+    /// How a revocation or introspection request of this client may be retried. RFC 7009 and RFC 7662 make both
+    /// idempotent, so a lost answer is normally asked for again ([`RequestKind::Idempotent`]). A client assertion
+    /// (`private_key_jwt`, `client_secret_jwt`) is single-use, though: its `jti` is refused the second time, so such
+    /// a request is resent only when it never reached the server ([`RequestKind::OneShot`]); a new call draws a new
+    /// assertion.
+    pub fn authenticated_retry(&self) -> RequestKind {
+        match self.auth.method() {
+            TokenAuthMethod::PrivateKeyJwt | TokenAuthMethod::ClientSecretJwt => {
+                RequestKind::OneShot
+            }
+            _ => RequestKind::Idempotent,
+        }
     }
 
     /// The introspection request (RFC 7662) for `token`, authenticated as at the token endpoint.

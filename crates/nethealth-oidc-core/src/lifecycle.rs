@@ -129,7 +129,7 @@ impl TokenSet {
         }
     }
 
-    /// The DPoP key to send proofs with: `None` for a bearer token; [`DpopError::MissingKey`] for a DPoP-bound token
+    /// The DPoP key to send proofs with: `None` for a bearer token; [`DpopError::MissingKey`](crate::dpop::DpopError::MissingKey) for a DPoP-bound token
     /// whose key was not kept (a set resumed from a store without it).
     pub fn dpop_key(&self) -> Result<Option<DpopKey>, Error> {
         match (&self.dpop_key, self.is_dpop_bound()) {

@@ -74,7 +74,11 @@ impl Client {
         let response = self
             .provider()
             .http()
-            .send(Endpoint::Introspection, RequestKind::Idempotent, request)
+            .send(
+                Endpoint::Introspection,
+                self.context().authenticated_retry(),
+                request,
+            )
             .await?;
         self.context().parse_introspection(&response)
     }

@@ -483,7 +483,11 @@ impl Client {
         let response = self
             .provider
             .http()
-            .send(Endpoint::Revocation, RequestKind::Idempotent, request)
+            .send(
+                Endpoint::Revocation,
+                self.context.authenticated_retry(),
+                request,
+            )
             .await?;
         Ok(nethealth_oidc_core::revocation::parse_revocation(
             &response,

@@ -67,7 +67,7 @@ impl Client {
         let request = self.context().introspection_request(token, &self.stamp())?;
         let response = self.provider().http().send(
             Endpoint::Introspection,
-            RequestKind::Idempotent,
+            self.context().authenticated_retry(),
             request,
         )?;
         self.context().parse_introspection(&response)

@@ -459,10 +459,11 @@ impl Client {
     #[tracing::instrument(name = "nethealth_oidc.revocation", skip_all, fields(issuer = %self.provider.issuer(), token_type = token.hint()))]
     pub fn revoke(&self, token: TokenRef<'_>) -> Result<(), Error> {
         let request = self.context.revocation_request(token, &self.stamp())?;
-        let response =
-            self.provider
-                .http()
-                .send(Endpoint::Revocation, RequestKind::Idempotent, request)?;
+        let response = self.provider.http().send(
+            Endpoint::Revocation,
+            self.context.authenticated_retry(),
+            request,
+        )?;
         Ok(nethealth_oidc_core::revocation::parse_revocation(
             &response,
         )?)

@@ -21,7 +21,7 @@ use nethealth_oidc::{
     ClientConfig, ClientOptions, ClientSecret, Error, Scopes, SessionOptions, TokenAuthMethod,
     TransportConfig,
 };
-use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, TestKit};
+use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, Fault, TestKit};
 use support::{ALL, REDIRECT, advance, clock_for, url};
 
 const SYSTEM_SCOPES: &str = "system/*.rs";
@@ -352,6 +352,40 @@ mod async_api {
         );
         assert_eq!(kit.requests(Endpoint::Token), 0, "nothing was sent");
     }
+    /// An introspection whose answer is lost after the site processed it is not resent with the same assertion
+    /// (the site would refuse its `jti` as a replay and the caller would read `invalid_client`); the next call
+    /// draws a new assertion and succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_answer_is_not_retried_with_a_spent_assertion() {
+        let key = ec_key(&ECDSA_P256_SHA256_FIXED_SIGNING);
+        let kit = kit(vec![spec("backend", &key)]).await;
+        let provider = Provider::discover(http(), kit.issuer()).await.unwrap();
+        let client = provider
+            .client(config("backend", key), ClientOptions::default())
+            .unwrap();
+        let session = client
+            .client_credentials_session(&Scopes::parse(SYSTEM_SCOPES), SessionOptions::default())
+            .await
+            .unwrap();
+        let token = session.access_token().await.unwrap();
+        kit.fail_next(Endpoint::Introspection, 1, Fault::Truncated);
+        let err = client
+            .introspect(TokenRef::Access(&token))
+            .await
+            .unwrap_err();
+        assert!(
+            !is_invalid_client(&err),
+            "a replay, not the lost answer: {err:?}"
+        );
+        assert_eq!(kit.requests(Endpoint::Introspection), 1, "not resent");
+        assert!(
+            client
+                .introspect(TokenRef::Access(&token))
+                .await
+                .unwrap()
+                .active
+        );
+    }
 }
 
 mod blocking_api {
@@ -454,5 +488,28 @@ mod blocking_api {
             .client_credentials(&Scopes::parse(SYSTEM_SCOPES))
             .unwrap_err();
         assert!(is_invalid_client(&err), "{err:?}");
+    }
+
+    /// As in the async API: a lost answer is not resent with the same assertion.
+    #[test]
+    fn a_lost_answer_is_not_retried_with_a_spent_assertion() {
+        let key = ec_key(&ECDSA_P256_SHA256_FIXED_SIGNING);
+        let kit = kit(spec("backend", &key));
+        let provider = Provider::discover(http(), kit.issuer()).unwrap();
+        let client = provider
+            .client(config("backend", key), ClientOptions::default())
+            .unwrap();
+        let session = client
+            .client_credentials_session(&Scopes::parse(SYSTEM_SCOPES), SessionOptions::default())
+            .unwrap();
+        let token = session.access_token().unwrap();
+        kit.fail_next(Endpoint::Introspection, 1, Fault::Truncated);
+        let err = client.introspect(TokenRef::Access(&token)).unwrap_err();
+        assert!(
+            !is_invalid_client(&err),
+            "a replay, not the lost answer: {err:?}"
+        );
+        assert_eq!(kit.requests(Endpoint::Introspection), 1, "not resent");
+        assert!(client.introspect(TokenRef::Access(&token)).unwrap().active);
     }
 }
