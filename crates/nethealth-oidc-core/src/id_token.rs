@@ -201,13 +201,13 @@ pub enum IdTokenError {
     },
     /// The JWKS holds no usable signing key.
     #[error(
-        "the provider's JWKS has no usable signing key ({skipped} skipped{}{reasons}): fetch it again; if this \
+        "the provider's JWKS has no usable signing key ({unusable} unusable{}{reasons}): fetch it again; if this \
          persists, the provider publishes no RSA, EC P-256/P-384 or Ed25519 signing key",
         if reasons.is_empty() { "" } else { ": " }
     )]
     NoUsableKeys {
-        /// How many keys were skipped.
-        skipped: usize,
+        /// How many keys of the set cannot verify a signature.
+        unusable: usize,
         /// Why (the first few), for the logs.
         reasons: String,
     },
@@ -900,7 +900,7 @@ fn select_key<'k>(
             .collect::<Vec<_>>()
             .join("; ");
         return Err(IdTokenError::NoUsableKeys {
-            skipped: keys.skipped().len(),
+            unusable: keys.skipped().len(),
             reasons,
         });
     }

@@ -293,7 +293,7 @@ impl fmt::Display for SkippedKey {
 #[derive(Debug, Clone, Default)]
 pub struct JwkSet {
     keys: Vec<Jwk>,
-    skipped: Vec<SkippedKey>,
+    passed_over: Vec<SkippedKey>,
 }
 
 impl JwkSet {
@@ -314,7 +314,7 @@ impl JwkSet {
         for value in doc.keys {
             match parse_key(value) {
                 Ok(key) => set.keys.push(key),
-                Err(skipped) => set.skipped.push(skipped),
+                Err(skipped) => set.passed_over.push(skipped),
             }
         }
         Ok(set)
@@ -327,7 +327,7 @@ impl JwkSet {
 
     /// The keys that were skipped, and why.
     pub fn skipped(&self) -> &[SkippedKey] {
-        &self.skipped
+        &self.passed_over
     }
 
     /// Whether there is no usable key.

@@ -789,7 +789,7 @@ fn empty_usable_set_is_reported_clearly() {
     let e = verify(&rs256(&good_claims()), &set).unwrap_err();
     match &e {
         IdTokenError::NoUsableKeys {
-            skipped: 2,
+            unusable: 2,
             reasons,
         } => {
             assert!(

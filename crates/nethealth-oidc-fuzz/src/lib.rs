@@ -329,8 +329,8 @@ pub fn introspection(data: &[u8]) {
     }
 }
 
-/// `parse_www_authenticate_bearer` of `data` as a header value (inputs that are no valid header value are
-/// skipped: no HTTP client hands them over).
+/// `parse_www_authenticate_bearer` of `data` as a header value (inputs that are no valid header value are left
+/// out, since no HTTP client hands them over).
 pub fn www_authenticate(data: &[u8]) {
     if let Ok(value) = HeaderValue::from_bytes(data) {
         let _ = nethealth_oidc_core::userinfo::parse_www_authenticate_bearer(&value);
