@@ -233,6 +233,18 @@ impl ClientContext {
         self.auth.method()
     }
 
+    /// Fails before anything is sent when the client does not authenticate with `method` (SMART Backend Services
+    /// requires `private_key_jwt`).
+    pub fn require_auth_method(&self, method: TokenAuthMethod) -> Result<(), Error> {
+        if self.auth_method() == method {
+            Ok(())
+        } else {
+            Err(Error::TokenRequest(
+                crate::token::TokenRequestError::MissingSigningKey { method },
+            ))
+        }
+    }
+
     /// The resolved client authentication (method, and for the JWT methods the algorithm and `aud`), as
     /// [`client_auth::form_request`](crate::client_auth::form_request) takes it.
     pub fn client_auth(&self) -> &ClientAuth {

@@ -45,6 +45,7 @@ pub mod lifecycle;
 pub mod outcome;
 pub mod par;
 pub mod registration;
+pub mod renewal;
 pub mod retry;
 pub mod revocation;
 pub mod scope;

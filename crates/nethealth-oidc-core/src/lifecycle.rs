@@ -148,6 +148,27 @@ impl TokenSet {
     pub fn is_valid_at(&self, now: UnixTime) -> bool {
         self.expires_at.is_none_or(|exp| now < exp)
     }
+
+    /// The token to revoke to end this grant: the refresh token (which ends the grant at the provider), else the
+    /// access token.
+    pub fn revocation_ref(&self) -> crate::revocation::TokenRef<'_> {
+        match &self.refresh_token {
+            Some(rt) => crate::revocation::TokenRef::Refresh(rt),
+            None => crate::revocation::TokenRef::Access(&self.access_token),
+        }
+    }
+
+    /// Checks that a set loaded from a store belongs to `issuer`'s users (a store shared by mistake between two
+    /// providers): [`LoginRequiredReason::OtherProvider`] otherwise.
+    pub fn check_issuer(&self, issuer: &str) -> Result<(), Error> {
+        match &self.id_claims {
+            Some(claims) if claims.iss != issuer => Err(Error::login_required(
+                LoginRequiredReason::OtherProvider,
+                None,
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn refresh_expiry(
@@ -272,7 +293,7 @@ pub enum Action {
 /// A renewal to send, from [`Lifecycle::poll_renewal`].
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct Renewal {
+pub struct RenewalRequest {
     /// The token request.
     pub request: http::Request<Vec<u8>>,
     /// A refresh (`true`) or a new client-credentials request (`false`).
@@ -661,21 +682,19 @@ impl Lifecycle {
         &mut self,
         stamp: &crate::client_auth::RequestStamp,
         context: &ClientContext,
-    ) -> Result<Option<Renewal>, Error> {
-        match self.poll_action(stamp, context) {
-            Action::UseToken => Ok(None),
-            Action::Refresh { request } => Ok(Some(Renewal {
-                request,
-                is_refresh: true,
-            })),
-            Action::RequestNewToken { request } => Ok(Some(Renewal {
-                request,
-                is_refresh: false,
-            })),
-            Action::LoginRequired { .. } => Err(self.login_required_error()),
-            Action::Unavailable { error, .. } => Err(error),
-            Action::Wait => Err(Error::Renewal("another renewal is running".into())),
-        }
+    ) -> Result<Option<RenewalRequest>, Error> {
+        let (request, is_refresh) = match self.poll_action(stamp, context) {
+            Action::UseToken => return Ok(None),
+            Action::Refresh { request } => (request, true),
+            Action::RequestNewToken { request } => (request, false),
+            Action::LoginRequired { .. } => return Err(self.login_required_error()),
+            Action::Unavailable { error, .. } => return Err(error),
+            Action::Wait => return Err(Error::Renewal("another renewal is running".into())),
+        };
+        Ok(Some(RenewalRequest {
+            request,
+            is_refresh,
+        }))
     }
 
     /// Until when (Unix seconds) a driver may hand out the current token without asking: the refresh due time, or,

@@ -86,7 +86,7 @@ impl AuthorizedClient {
         token: &AccessToken,
         header: http::HeaderValue,
     ) -> Result<reqwest::Response, Error> {
-        let Some(key) = self.session.dpop_key()? else {
+        let Some(key) = self.session.state().dpop_key()? else {
             return execute(client, request, header).await;
         };
         let nonces = self.session.client().context().dpop_nonces();

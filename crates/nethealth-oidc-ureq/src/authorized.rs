@@ -74,7 +74,7 @@ impl AuthorizedClient {
         token: &AccessToken,
         header: http::HeaderValue,
     ) -> Result<http::Response<ureq::Body>, Error> {
-        let Some(key) = self.session.dpop_key()? else {
+        let Some(key) = self.session.state().dpop_key()? else {
             return self.execute(request, header);
         };
         let context = self.session.client().context();

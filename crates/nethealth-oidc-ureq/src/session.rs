@@ -1,31 +1,23 @@
-//! [`Session`]: a logged-in user's tokens, always valid when asked for.
+//! [`Session`]: a logged-in user's tokens, always valid when asked for. The renewal's decisions are the core's
+//! [`Renewal`] machine; this file runs it on the caller's thread.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use http::HeaderValue;
 use nethealth_oidc_core::context::Grant;
-use nethealth_oidc_core::lifecycle::{GrantKind, Lifecycle, TokenSet};
-use nethealth_oidc_core::revocation::TokenRef;
+use nethealth_oidc_core::lifecycle::{GrantKind, TokenSet};
+use nethealth_oidc_core::renewal::{Event, Renewal, SessionState, Step};
 use nethealth_oidc_core::secret::{AccessToken, State};
-use nethealth_oidc_core::store::{SessionOptions, TokenStore as _};
-use nethealth_oidc_core::token;
+use nethealth_oidc_core::store::{SessionOptions, TokenStore};
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason, UnixTime, UsageError};
+use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason, Scopes, TokenAuthMethod};
 use std::sync::Condvar;
 use url::Url;
 
 use crate::Client;
 
-/// What the hot path reads: the token and until when it may be handed out without asking the lifecycle.
-struct Cached {
-    token: Arc<AccessToken>,
-    header: HeaderValue,
-    use_until: u64,
-}
-
-/// The single renewal in flight: its generation counter and the last outcome.
+/// The single renewal in flight: whether one runs, its generation, and the last outcome.
 #[derive(Default)]
 struct Flight {
     running: bool,
@@ -38,8 +30,7 @@ struct Flight {
 ///
 /// [`access_token`](Self::access_token) hands out the cached token while it is valid and not yet due, without a
 /// lock or any I/O. When it is due, exactly one renewal runs, on the first caller's thread, however many threads
-/// are waiting. The renewed set is stored **before** the new token is
-/// handed out.
+/// are waiting. The renewed set is stored **before** the new token is handed out.
 ///
 /// When the session can no longer get tokens (the refresh token was rejected or has expired), it removes the dead
 /// set from the store, under the store's lock and only if the store still holds that very set (another process may
@@ -51,26 +42,21 @@ pub struct Session {
 
 struct Inner {
     client: Client,
-    lifecycle: Mutex<Lifecycle>,
-    cache: ArcSwap<Cached>,
+    state: SessionState,
     inflight: Mutex<Flight>,
     landed: Condvar,
-    /// A renewed set whose storing failed: stored again before anything is handed out.
-    unsaved: Mutex<Option<TokenSet>>,
-    options: SessionOptions,
+    /// Where the set is kept (`options.store`, traced).
+    store: Arc<dyn TokenStore>,
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("lifecycle", &*lock(&self.inner.lifecycle))
-            .field("options", &self.inner.options)
-            .finish()
+        fmt::Debug::fmt(&self.inner.state, f)
     }
 }
 
 /// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct WeakSession(std::sync::Weak<Inner>);
 
 impl WeakSession {
@@ -80,55 +66,21 @@ impl WeakSession {
     }
 }
 
-impl fmt::Debug for WeakSession {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WeakSession")
-            .field("alive", &(self.0.strong_count() > 0))
-            .finish()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Client {
     /// A session for a finished login; the token set is stored first.
     pub fn session(&self, grant: Grant, options: SessionOptions) -> Result<Session, Error> {
         let set = TokenSet::from_grant(grant, options.lifecycle.refresh_token_lifetime);
-        Session::start(
-            self.clone(),
-            set,
-            GrantKind::AuthorizationCode,
-            options,
-            true,
-        )
+        Session::start(self, set, GrantKind::AuthorizationCode, options, true)
     }
 
     /// The session kept in `options.store` by an earlier run, if any.
     pub fn resume(&self, options: SessionOptions) -> Result<Option<Session>, Error> {
-        let store = crate::traced::Traced(Arc::clone(&options.store));
-        let Some(set) = blocking(move || store.load())?? else {
+        let Some(set) = crate::traced::Traced(Arc::clone(&options.store)).load()? else {
             return Ok(None);
         };
-        if set
-            .id_claims
-            .as_ref()
-            .is_some_and(|c| c.iss != self.provider().issuer())
-        {
-            return Err(Error::login_required(
-                LoginRequiredReason::OtherProvider,
-                None,
-            ));
-        }
-        Session::start(
-            self.clone(),
-            set,
-            GrantKind::AuthorizationCode,
-            options,
-            false,
-        )
-        .map(Some)
+        set.check_issuer(self.provider().issuer())?;
+        let kind = GrantKind::AuthorizationCode;
+        Session::start(self, set, kind, options, false).map(Some)
     }
 
     /// SMART Backend Services in one call: a client-credentials session (for `system/*.rs`-style scopes)
@@ -136,39 +88,26 @@ impl Client {
     /// Fails before sending anything when the client does not authenticate with `private_key_jwt`.
     pub fn backend_services_session(
         &self,
-        scopes: &nethealth_oidc_core::Scopes,
+        scopes: &Scopes,
         options: SessionOptions,
     ) -> Result<Session, Error> {
-        use nethealth_oidc_core::TokenAuthMethod;
-        let method = self.context().auth_method();
-        if method != TokenAuthMethod::PrivateKeyJwt {
-            return Err(Error::TokenRequest(
-                nethealth_oidc_core::token::TokenRequestError::MissingSigningKey {
-                    method: TokenAuthMethod::PrivateKeyJwt,
-                },
-            ));
-        }
+        self.context()
+            .require_auth_method(TokenAuthMethod::PrivateKeyJwt)?;
         self.client_credentials_session(scopes, options)
     }
 
     /// A session of client-credentials tokens for `scopes`, requested again ahead of expiry.
     pub fn client_credentials_session(
         &self,
-        scopes: &nethealth_oidc_core::Scopes,
+        scopes: &Scopes,
         options: SessionOptions,
     ) -> Result<Session, Error> {
-        let grant = self.client_credentials(scopes)?;
-        let set = TokenSet::from_grant(grant, None);
+        let set = TokenSet::from_grant(self.client_credentials(scopes)?, None);
         let kind = GrantKind::ClientCredentials {
             scope: scopes.clone(),
         };
-        Session::start(self.clone(), set, kind, options, true)
+        Session::start(self, set, kind, options, true)
     }
-}
-
-/// Runs store I/O (on the caller's thread: this is the blocking transport).
-fn blocking<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
-    Ok(f())
 }
 
 impl Session {
@@ -179,48 +118,43 @@ impl Session {
     }
 
     fn start(
-        client: Client,
+        client: &Client,
         set: TokenSet,
         kind: GrantKind,
-        mut options: SessionOptions,
+        options: SessionOptions,
         save: bool,
     ) -> Result<Session, Error> {
-        options.store = Arc::new(crate::traced::Traced(options.store));
+        let store: Arc<dyn TokenStore> =
+            Arc::new(crate::traced::Traced(Arc::clone(&options.store)));
         if save {
-            let store = Arc::clone(&options.store);
-            let to_save = set.clone();
-            blocking(move || store.save(&to_save))??;
+            store.save(&set)?;
         }
         let now = client.provider().clock().now();
-        let lifecycle = Lifecycle::new(set, kind, options.lifecycle, now);
-        let cache = ArcSwap::from_pointee(cached(&lifecycle));
-        let session = Session {
-            inner: Arc::new(Inner {
-                client,
-                lifecycle: Mutex::new(lifecycle),
-                cache,
-                inflight: Mutex::new(Flight::default()),
-                landed: Condvar::new(),
-                unsaved: Mutex::new(None),
-                options,
-            }),
-        };
+        let state = SessionState::new(set.clone(), kind, options, now);
         if save {
-            session.fire_hooks(lock(&session.inner.lifecycle).token_set());
+            state.fire_hooks(&set);
         }
-        Ok(session)
+        let (client, inflight, landed) = (client.clone(), Mutex::default(), Condvar::new());
+        let inner = Inner {
+            client,
+            state,
+            inflight,
+            landed,
+            store,
+        };
+        Ok(Session {
+            inner: Arc::new(inner),
+        })
     }
 
     /// A valid access token: the cached one while it is valid and not due, else a renewed one (one renewal for
-    /// all concurrent threads). Fails with [`Error::LoginRequired`] when the user must log in again.
+    /// all concurrent callers). Fails with [`Error::LoginRequired`] when the user must log in again.
     pub fn access_token(&self) -> Result<Arc<AccessToken>, Error> {
         let now = self.inner.client.provider().clock().now().as_secs();
-        let cached = self.inner.cache.load();
-        if now < cached.use_until {
-            return Ok(Arc::clone(&cached.token));
+        match self.inner.state.fresh_token(now) {
+            Some(token) => Ok(token),
+            None => self.renew(),
         }
-        drop(cached);
-        self.renew()
     }
 
     /// `Authorization: Bearer ...` for a valid access token (marked sensitive).
@@ -231,39 +165,32 @@ impl Session {
     /// A valid access token and its header, read together once: the header is always the token's.
     pub(crate) fn credentials(&self) -> Result<(Arc<AccessToken>, HeaderValue), Error> {
         let now = self.inner.client.provider().clock().now().as_secs();
-        let cached = self.inner.cache.load();
-        if now < cached.use_until {
-            return Ok((Arc::clone(&cached.token), cached.header.clone()));
+        if let Some(fresh) = self.inner.state.fresh_credentials(now) {
+            return Ok(fresh);
         }
-        drop(cached);
         let token = self.renew()?;
-        let cached = self.inner.cache.load();
-        if cached.token.ct_eq(&token) {
-            return Ok((token, cached.header.clone()));
-        }
-        let header = token.authorization_header();
+        let header = self.inner.state.header_for(&token);
         Ok((token, header))
     }
 
-    /// The DPoP key the session's tokens are bound to (`None` for bearer tokens); fails when the tokens are
-    /// DPoP-bound and the key was not kept.
-    pub(crate) fn dpop_key(&self) -> Result<Option<nethealth_oidc_core::dpop::DpopKey>, Error> {
-        lock(&self.inner.lifecycle).token_set().dpop_key()
+    /// The session's shared state (the DPoP key, the granted scopes, ...).
+    pub(crate) fn state(&self) -> &SessionState {
+        &self.inner.state
     }
 
     /// What the user granted.
     pub fn granted_scopes(&self) -> GrantedScopes {
-        lock(&self.inner.lifecycle).granted_scopes().clone()
+        self.inner.state.granted_scopes()
     }
 
     /// Whether `scope` was granted: check it before a call that needs it.
     pub fn allows(&self, scope: &str) -> bool {
-        lock(&self.inner.lifecycle).allows(scope)
+        self.inner.state.allows(scope)
     }
 
     /// The current token set (for display or export; it holds secrets).
     pub fn token_set(&self) -> TokenSet {
-        lock(&self.inner.lifecycle).token_set().clone()
+        self.inner.state.token_set()
     }
 
     /// The client this session belongs to.
@@ -273,69 +200,45 @@ impl Session {
 
     /// Asks the userinfo endpoint about the logged-in user.
     pub fn userinfo(&self) -> Result<UserInfo, Error> {
-        let sub = lock(&self.inner.lifecycle)
-            .id_claims()
-            .map(|c| c.sub.clone())
-            .ok_or(Error::Usage(UsageError::NoUser))?;
+        let sub = self.inner.state.subject()?;
         let token = self.access_token()?;
-        let key = self.dpop_key()?;
-        self.inner.client.userinfo_with(&token, &sub, key.as_ref())
+        let key = self.inner.state.dpop_key()?;
+        let client = &self.inner.client;
+        client.userinfo_with(&token, &sub, key.as_ref())
     }
 
     /// Revokes the session's tokens at the provider (the refresh token, which ends the grant, else the access
     /// token) and clears the store. The session then requires a new login.
     pub fn revoke(&self) -> Result<(), Error> {
         let set = self.token_set();
-        match &set.refresh_token {
-            Some(rt) => self.inner.client.revoke(TokenRef::Refresh(rt))?,
-            None => self
-                .inner
-                .client
-                .revoke(TokenRef::Access(&set.access_token))?,
-        }
-        let store = Arc::clone(&self.inner.options.store);
-        blocking(move || store.clear())??;
-        *lock(&self.inner.unsaved) = None;
-        let mut lc = lock(&self.inner.lifecycle);
-        lc.end(LoginRequiredReason::Ended);
-        // An ended lifecycle hands nothing out: every caller now goes to the slow path and hears why.
-        self.inner.cache.store(Arc::new(cached(&lc)));
+        self.inner.client.revoke(set.revocation_ref())?;
+        self.inner.store.clear()?;
+        self.inner.state.end(LoginRequiredReason::Ended);
         Ok(())
     }
 
     /// The URL to send the browser to for RP-initiated logout.
     pub fn logout_url(
         &self,
-        post_logout_redirect_uri: Option<&Url>,
+        post_logout: Option<&Url>,
         state: Option<&State>,
     ) -> Result<Url, Error> {
-        let set = self.token_set();
-        self.inner.client.context().logout_url(
-            set.id_token.as_ref(),
-            post_logout_redirect_uri,
-            state,
-        )
+        let id_token = self.token_set().id_token;
+        let context = self.inner.client.context();
+        context.logout_url(id_token.as_ref(), post_logout, state)
     }
 
     /// Tells the session a resource server refused `token` as invalid; the next call renews it. Used by
     /// [`AuthorizedClient`](crate::AuthorizedClient) on `401 invalid_token`.
     pub fn token_rejected(&self, token: &AccessToken) {
         let now = self.inner.client.provider().clock().now();
-        let mut lc = lock(&self.inner.lifecycle);
-        lc.handle_token_rejected(now, token);
-        self.inner.cache.store(Arc::new(cached(&lc)));
-    }
-
-    fn fire_hooks(&self, set: &TokenSet) {
-        for hook in &self.inner.options.hooks {
-            hook(set);
-        }
+        self.inner.state.token_rejected(now, token);
     }
 
     /// The slow path: wait for the renewal in flight, or run one on this thread.
     #[tracing::instrument(name = "nethealth_oidc.renewal", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
     fn renew(&self) -> Result<Arc<AccessToken>, Error> {
-        let mut flight = lock(&self.inner.inflight);
+        let mut flight = self.flight();
         if flight.running {
             tracing::debug!(role = "waiter", "joining the renewal in flight");
             let generation = flight.generation;
@@ -346,223 +249,67 @@ impl Session {
                     .wait(flight)
                     .unwrap_or_else(|p| p.into_inner());
             }
-            return flight
-                .last
-                .clone()
-                .unwrap_or_else(|| Err(Error::Renewal("the renewal stopped unexpectedly".into())));
+            let last = flight.last.clone();
+            return last.unwrap_or_else(|| Err(Error::Renewal("the renewal stopped".into())));
         }
         flight.running = true;
         drop(flight);
         tracing::debug!(role = "leader", "starting a renewal");
         let guard = InflightGuard(self.clone());
-        let result = self.renew_now();
-        lock(&self.inner.inflight).last = Some(result.clone());
+        let result = self.run_renewal();
+        self.flight().last = Some(result.clone());
         drop(guard);
         result
     }
 
-    /// One renewal, run by exactly one task at a time.
+    fn flight(&self) -> std::sync::MutexGuard<'_, Flight> {
+        self.inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs one renewal: does the I/O its machine asks for, holding the store's lock until it is done.
     #[tracing::instrument(name = "nethealth_oidc.refresh", skip_all, fields(issuer = %self.inner.client.provider().issuer()))]
-    fn renew_now(&self) -> Result<Arc<AccessToken>, Error> {
-        // Across processes: hold the store's lock and re-read it; another process may have renewed already. A
-        // store that fails here (down, slow, lock held too long) leaves callers the current token while it is valid.
-        let store = Arc::clone(&self.inner.options.store);
-        let locked = match blocking(move || store.lock())? {
-            Ok(guard) => self.adopt_stored().map(|_| guard),
-            Err(e) => Err(e.into()),
-        };
-        let _store_lock = match locked {
-            Ok(guard) => guard,
-            Err(error) => return self.serve_through_store_error(error),
-        };
-        let result = self.renew_locked();
-        if matches!(result, Err(Error::LoginRequired { .. })) {
-            // Still under the store's lock: a dead set leaves the store, so a later start does not try it again.
-            if let Err(e) = self.forget_dead_set() {
-                tracing::warn!(error = %e, "the dead token set could not be removed from the store");
-            }
-        }
-        result
-    }
-
-    /// The renewal proper, under the store's lock, after the re-read.
-    fn renew_locked(&self) -> Result<Arc<AccessToken>, Error> {
-        // A set renewed earlier whose storing failed is stored next, under the lock, unless the store holds a newer
-        // one (a lease-fenced store refused it because another process renewed meanwhile).
-        let unsaved = lock(&self.inner.unsaved).take();
-        if let Some(set) = unsaved {
-            let stale = lock(&self.inner.lifecycle).token_set().received_at > set.received_at;
-            if !stale && let Err(error) = self.persist_and_install(set) {
-                return self.serve_through_store_error(error);
-            }
-        }
-        for attempt in 0..2 {
-            let stamp = self.inner.client.stamp();
-            let now = stamp.now();
-            let renewal =
-                lock(&self.inner.lifecycle).poll_renewal(&stamp, self.inner.client.context())?;
-            let Some(renewal) = renewal else {
-                return Ok(self.refresh_cache());
-            };
-            let (request, refresh) = (renewal.request, renewal.is_refresh);
-            let grant_type = if refresh {
-                "refresh_token"
-            } else {
-                "client_credentials"
-            };
-            tracing::debug!(
-                grant_type,
-                attempt = attempt + 1,
-                "renewing the access token"
-            );
-            let error = match self.exchange(request, refresh, now) {
-                Ok(set) => {
-                    if let Err(error) = self.persist_and_install(set) {
-                        return self.serve_through_store_error(error);
-                    }
-                    return Ok(self.refresh_cache());
+    fn run_renewal(&self) -> Result<Arc<AccessToken>, Error> {
+        let (client, store) = (&self.inner.client, &self.inner.store);
+        let mut renewal: Renewal<'_> = self.inner.state.renewal(client.context());
+        let mut _store_lock = None;
+        loop {
+            let event = match renewal.poll(&client.stamp()) {
+                Step::Lock => {
+                    let locked = store.lock().map_err(Error::from);
+                    Event::Locked(locked.map(|guard| _store_lock = Some(guard)))
                 }
-                Err(error) => error,
+                Step::Load => Event::Loaded(store.load().map_err(Error::from)),
+                Step::Save(set) => Event::Saved(store.save(&set).map_err(Error::from)),
+                Step::Clear => Event::Cleared(store.clear().map_err(Error::from)),
+                Step::Send { request, dpop_key } => {
+                    Event::Response(client.send_token_request(request, dpop_key.as_ref()))
+                }
+                Step::VerifyIdToken => {
+                    let check = |keys: &_| renewal.verify_id_token(keys);
+                    Event::Verified(client.provider().with_keys(check))
+                }
+                Step::Done(result) => return result,
+                _ => {
+                    return Err(Error::Renewal(
+                        "a renewal step this driver does not know".into(),
+                    ));
+                }
             };
-            // Before declaring "log in again", re-read the store: another process may have rotated the refresh
-            // token already.
-            if error.is_invalid_grant() && attempt == 0 && self.adopt_stored()? {
-                lock(&self.inner.lifecycle).abandon();
-                continue;
-            }
-            let outcome = lock(&self.inner.lifecycle).handle_renewal_error(self.now(), error);
-            let token = self.refresh_cache();
-            return outcome.map(|()| {
-                tracing::debug!("renewal failed; the current token is still valid");
-                token
-            });
+            renewal.handle(event);
         }
-        Err(Error::login_required(
-            LoginRequiredReason::RefreshTokenRejected,
-            None,
-        ))
-    }
-
-    /// Sends a renewal request and computes the new set (nothing installed yet).
-    fn exchange(
-        &self,
-        request: http::Request<Vec<u8>>,
-        refresh: bool,
-        now: UnixTime,
-    ) -> Result<TokenSet, Error> {
-        let client = &self.inner.client;
-        let key = lock(&self.inner.lifecycle).token_set().dpop_key()?;
-        let response = client.send_token_request(request, key.as_ref())?;
-        let response = token::parse_token_response(&response)?;
-        let original = lock(&self.inner.lifecycle).id_claims().cloned();
-        let new_claims = match (&response.id_token, &original, refresh) {
-            (Some(id_token), Some(original), true) => {
-                Some(client.provider().with_keys(|keys| {
-                    client.context().verify_refreshed(
-                        id_token,
-                        original,
-                        Some(&response.access_token),
-                        keys,
-                        now,
-                    )
-                })?)
-            }
-            _ => None,
-        };
-        lock(&self.inner.lifecycle).prepare_refresh(now, response, new_claims)
-    }
-
-    /// Stores `set`, then installs it: a rotated refresh token is never handed out before it is stored. If
-    /// storing fails, the set is kept aside (and stored before anything else next time) and the error returned.
-    fn persist_and_install(&self, set: TokenSet) -> Result<(), Error> {
-        let store = Arc::clone(&self.inner.options.store);
-        let to_save = set.clone();
-        match blocking(move || store.save(&to_save))? {
-            Ok(()) => {
-                lock(&self.inner.lifecycle).install(self.now(), set.clone());
-                self.fire_hooks(&set);
-                Ok(())
-            }
-            Err(e) => {
-                lock(&self.inner.lifecycle).abandon();
-                *lock(&self.inner.unsaved) = Some(set);
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Clears the store if it still holds the set that failed (re-read first: another process may have stored a
-    /// good one). Returns whether it cleared.
-    fn forget_dead_set(&self) -> Result<bool, Error> {
-        let Some(stored) = self.load_stored()? else {
-            return Ok(false);
-        };
-        if !lock(&self.inner.lifecycle).is_dead_set(&stored) {
-            return Ok(false);
-        }
-        let store = Arc::clone(&self.inner.options.store);
-        blocking(move || store.clear())??;
-        tracing::debug!("removed the dead token set from the store");
-        Ok(true)
-    }
-
-    fn load_stored(&self) -> Result<Option<TokenSet>, Error> {
-        let store = Arc::clone(&self.inner.options.store);
-        Ok(blocking(move || store.load())??)
-    }
-
-    /// Adopts the stored set if another process renewed it; returns whether it did.
-    fn adopt_stored(&self) -> Result<bool, Error> {
-        let Some(stored) = self.load_stored()? else {
-            return Ok(false);
-        };
-        let adopted = lock(&self.inner.lifecycle).handle_stored(stored);
-        if adopted {
-            tracing::debug!("adopted tokens renewed by another process");
-        }
-        Ok(adopted)
-    }
-
-    /// A store failure during a renewal (the new set, if any, is kept aside): callers keep the current token while
-    /// it is valid, the error is logged and the renewal retried after a backoff; once the token has expired, callers
-    /// get the error.
-    fn serve_through_store_error(&self, error: Error) -> Result<Arc<AccessToken>, Error> {
-        tracing::warn!(%error, "the token store failed during a renewal");
-        let outcome = lock(&self.inner.lifecycle).handle_renewal_error(self.now(), error);
-        let token = self.refresh_cache();
-        outcome.map(|()| token)
-    }
-
-    fn now(&self) -> UnixTime {
-        self.inner.client.provider().clock().now()
-    }
-
-    /// Republishes the lifecycle's current token to the hot path and returns it.
-    fn refresh_cache(&self) -> Arc<AccessToken> {
-        let lc = lock(&self.inner.lifecycle);
-        let fresh = cached(&lc);
-        let token = Arc::clone(&fresh.token);
-        self.inner.cache.store(Arc::new(fresh));
-        token
     }
 }
 
-fn cached(lc: &Lifecycle) -> Cached {
-    let set = lc.token_set();
-    Cached {
-        token: Arc::new(set.access_token.clone()),
-        header: set.authorization_header(),
-        use_until: lc.hand_out_until(),
-    }
-}
-
-/// Ends the flight and wakes the waiters, even if the renewal panics.
+/// Ends the flight (waking the waiters) even if the renewal panics.
 struct InflightGuard(Session);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        lock(&self.0.inner.lifecycle).abandon();
-        let mut flight = lock(&self.0.inner.inflight);
+        self.0.inner.state.abandon();
+        let mut flight = self.0.flight();
         flight.running = false;
         flight.generation = flight.generation.wrapping_add(1);
         if std::thread::panicking() {
