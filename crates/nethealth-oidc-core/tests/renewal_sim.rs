@@ -143,8 +143,7 @@ impl Sim {
         if let Some(token) = self.state.fresh_token(self.now) {
             return Ok(token.expose_secret().to_owned());
         }
-        self.renew()
-            .map(|token| token.expose_secret().to_owned())
+        self.renew().map(|token| token.expose_secret().to_owned())
     }
 
     /// Runs one renewal to its end, doing the I/O it asks for.
@@ -223,11 +222,16 @@ fn a_due_token_is_refreshed_stored_then_handed_out() {
     assert_eq!(sim.access_token().unwrap(), "at-0");
     assert!(sim.steps.is_empty(), "no renewal before it is due");
     sim.now = DUE;
-    sim.answer(ok(json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
-        "refresh_token": "rt-1"})));
+    sim.answer(ok(
+        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
+        "refresh_token": "rt-1"}),
+    ));
     assert_eq!(sim.access_token().unwrap(), "at-1");
     assert_eq!(sim.steps, ["lock", "load", "send", "save", "done"]);
-    assert_eq!(sim.requests, ["grant_type=refresh_token&refresh_token=rt-0"]);
+    assert_eq!(
+        sim.requests,
+        ["grant_type=refresh_token&refresh_token=rt-0"]
+    );
     // The rotated refresh token was stored before the new access token was handed out.
     let stored = sim.store.set.clone().unwrap();
     assert_eq!(stored.refresh_token.unwrap().expose_secret(), "rt-1");
@@ -257,7 +261,11 @@ fn invalid_grant_rereads_the_store_and_adopts_a_rotation_by_another_process() {
     sim.store.set = Some(set(8, DUE, 3600));
     assert_eq!(sim.access_token().unwrap(), "at-8");
     assert_eq!(sim.steps, ["lock", "load", "send", "load", "done"]);
-    assert_eq!(sim.requests.len(), 1, "no second request: the adopted set is fresh");
+    assert_eq!(
+        sim.requests.len(),
+        1,
+        "no second request: the adopted set is fresh"
+    );
 }
 
 #[test]
@@ -270,7 +278,10 @@ fn invalid_grant_with_nothing_newer_ends_the_session_and_clears_the_dead_set() {
         err.login_required_reason(),
         Some(LoginRequiredReason::RefreshTokenRejected)
     );
-    assert_eq!(sim.steps, ["lock", "load", "send", "load", "load", "clear", "done"]);
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "send", "load", "load", "clear", "done"]
+    );
     assert!(sim.store.set.is_none(), "the dead set left the store");
     // From now on: login required, without a request.
     assert!(sim.access_token().unwrap_err().is_login_required());
@@ -330,9 +341,15 @@ fn a_set_whose_storing_failed_is_stored_first_next_time_with_no_second_refresh()
     let mut sim = Sim::new(set(0, NOW, 3600), GrantKind::AuthorizationCode);
     sim.store.fail_save = true;
     sim.now = DUE;
-    sim.answer(ok(json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
-        "refresh_token": "rt-1"})));
-    assert_eq!(sim.access_token().unwrap(), "at-0", "not handed out unstored");
+    sim.answer(ok(
+        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
+        "refresh_token": "rt-1"}),
+    ));
+    assert_eq!(
+        sim.access_token().unwrap(),
+        "at-0",
+        "not handed out unstored"
+    );
     assert_eq!(sim.stored_access_token().as_deref(), Some("at-0"));
     assert!(sim.hooks.lock().unwrap().is_empty());
     sim.store.fail_save = false;
@@ -340,7 +357,11 @@ fn a_set_whose_storing_failed_is_stored_first_next_time_with_no_second_refresh()
     assert_eq!(sim.access_token().unwrap(), "at-1");
     assert_eq!(sim.steps, ["lock", "load", "save", "done"]);
     assert_eq!(sim.stored_access_token().as_deref(), Some("at-1"));
-    assert_eq!(sim.requests.len(), 1, "the rotated refresh token was not lost");
+    assert_eq!(
+        sim.requests.len(),
+        1,
+        "the rotated refresh token was not lost"
+    );
 }
 
 #[test]
@@ -348,7 +369,9 @@ fn a_kept_aside_set_older_than_the_stored_one_is_dropped() {
     let mut sim = Sim::new(set(0, NOW, 3600), GrantKind::AuthorizationCode);
     sim.store.fail_save = true;
     sim.now = DUE;
-    sim.answer(ok(json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600})));
+    sim.answer(ok(
+        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600}),
+    ));
     assert_eq!(sim.access_token().unwrap(), "at-0");
     sim.store.fail_save = false;
     // Meanwhile another process renewed (its set is newer than ours) and the store fenced our save.
@@ -365,7 +388,11 @@ fn a_failing_token_endpoint_backs_off_while_the_token_is_valid() {
     sim.now = DUE;
     sim.answer(oauth_error(503, "temporarily_unavailable"));
     assert_eq!(sim.access_token().unwrap(), "at-0");
-    assert_eq!(sim.access_token().unwrap(), "at-0", "no retry during the backoff");
+    assert_eq!(
+        sim.access_token().unwrap(),
+        "at-0",
+        "no retry during the backoff"
+    );
     assert_eq!(sim.requests.len(), 1);
     // A garbage body after the backoff: a typed error, the token still served.
     sim.now = DUE + 1;
@@ -388,7 +415,9 @@ fn client_credentials_are_requested_again_with_the_same_scopes() {
         },
     );
     sim.now = DUE;
-    sim.answer(ok(json!({"access_token": "cc-1", "token_type": "Bearer", "expires_in": 3600})));
+    sim.answer(ok(
+        json!({"access_token": "cc-1", "token_type": "Bearer", "expires_in": 3600}),
+    ));
     assert_eq!(sim.access_token().unwrap(), "cc-1");
     assert_eq!(
         sim.requests,
@@ -401,22 +430,39 @@ fn client_credentials_are_requested_again_with_the_same_scopes() {
 fn a_refreshed_id_token_is_verified_and_must_continue_the_login() {
     let mut sim = Sim::new(set(0, NOW, 3600), GrantKind::AuthorizationCode);
     sim.now = DUE;
-    sim.answer(ok(json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
-        "id_token": id_token("alice", DUE)})));
+    sim.answer(ok(
+        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
+        "id_token": id_token("alice", DUE)}),
+    ));
     assert_eq!(sim.access_token().unwrap(), "at-1");
-    assert_eq!(sim.steps, ["lock", "load", "send", "verify", "save", "done"]);
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "send", "verify", "save", "done"]
+    );
     // Another user's ID token: refused, nothing installed or stored, the valid token kept.
     sim.now = DUE + 3540;
-    sim.answer(ok(json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 3600,
-        "id_token": id_token("mallory", DUE + 3540)})));
-    assert_eq!(sim.access_token().unwrap(), "at-1", "the valid token is kept");
-    assert_eq!(sim.steps, ["lock", "load", "send", "verify", "done"], "nothing saved");
+    sim.answer(ok(
+        json!({"access_token": "at-2", "token_type": "Bearer", "expires_in": 3600,
+        "id_token": id_token("mallory", DUE + 3540)}),
+    ));
+    assert_eq!(
+        sim.access_token().unwrap(),
+        "at-1",
+        "the valid token is kept"
+    );
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "send", "verify", "done"],
+        "nothing saved"
+    );
     assert_eq!(sim.stored_access_token().as_deref(), Some("at-1"));
     // A token signed with a key the provider does not publish: refused the same way.
     sim.now = DUE + 3542;
     sim.keys = JwkSet::default();
-    sim.answer(ok(json!({"access_token": "at-3", "token_type": "Bearer", "expires_in": 3600,
-        "id_token": id_token("alice", DUE + 3542)})));
+    sim.answer(ok(
+        json!({"access_token": "at-3", "token_type": "Bearer", "expires_in": 3600,
+        "id_token": id_token("alice", DUE + 3542)}),
+    ));
     assert_eq!(sim.access_token().unwrap(), "at-1");
     assert_eq!(sim.requests.len(), 3);
     assert_eq!(sim.hooks.lock().unwrap().as_slice(), ["at-1"]);
@@ -427,9 +473,13 @@ fn a_rejected_token_is_renewed_at_once() {
     let mut sim = Sim::new(set(0, NOW, 3600), GrantKind::AuthorizationCode);
     sim.now = NOW + 10;
     let token = sim.state.fresh_token(sim.now).unwrap();
-    sim.state.token_rejected(UnixTime::from_secs(sim.now), &token);
-    sim.state.token_rejected(UnixTime::from_secs(sim.now), &token);
-    sim.answer(ok(json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600})));
+    sim.state
+        .token_rejected(UnixTime::from_secs(sim.now), &token);
+    sim.state
+        .token_rejected(UnixTime::from_secs(sim.now), &token);
+    sim.answer(ok(
+        json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600}),
+    ));
     assert_eq!(sim.access_token().unwrap(), "at-1");
     assert_eq!(sim.access_token().unwrap(), "at-1");
     assert_eq!(sim.requests.len(), 1);
@@ -460,6 +510,9 @@ fn ending_the_session_hands_nothing_out() {
     sim.state.end(LoginRequiredReason::Ended);
     assert!(sim.state.fresh_token(NOW + 1).is_none());
     let err = sim.access_token().unwrap_err();
-    assert_eq!(err.login_required_reason(), Some(LoginRequiredReason::Ended));
+    assert_eq!(
+        err.login_required_reason(),
+        Some(LoginRequiredReason::Ended)
+    );
     assert!(sim.requests.is_empty());
 }

@@ -5,13 +5,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
-use nethealth_oidc_core::context::Grant;
-use nethealth_oidc_core::lifecycle::{GrantKind, TokenSet};
+use nethealth_oidc_core::lifecycle::TokenSet;
 use nethealth_oidc_core::renewal::{Event, Renewal, SessionState, Step};
 use nethealth_oidc_core::secret::{AccessToken, State};
-use nethealth_oidc_core::store::{AsyncTokenStore, SessionOptions};
+use nethealth_oidc_core::store::AsyncTokenStore;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason, Scopes, TokenAuthMethod};
+use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason};
 use tokio::sync::watch;
 use tracing::Instrument;
 use url::Url;
@@ -33,10 +32,10 @@ type Shared = Option<Result<Arc<AccessToken>, Error>>;
 /// have stored a good one): a later [`Client::resume`] then finds nothing and the user logs in again.
 #[derive(Clone)]
 pub struct Session {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     client: Client,
     state: SessionState,
     inflight: Mutex<Option<watch::Receiver<Shared>>>,
@@ -50,96 +49,23 @@ impl fmt::Debug for Session {
     }
 }
 
-/// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
-#[derive(Clone, Debug)]
-pub struct WeakSession(std::sync::Weak<Inner>);
-
-impl WeakSession {
-    /// The session, if it is still alive.
-    pub fn upgrade(&self) -> Option<Session> {
-        self.0.upgrade().map(|inner| Session { inner })
-    }
-}
-
-impl Client {
-    /// A session for a finished login; the token set is stored first.
-    pub async fn session(&self, grant: Grant, options: SessionOptions) -> Result<Session, Error> {
-        let set = TokenSet::from_grant(grant, options.lifecycle.refresh_token_lifetime);
-        Session::start(self, set, GrantKind::AuthorizationCode, options, true).await
-    }
-
-    /// The session kept in `options.store` by an earlier run, if any.
-    pub async fn resume(&self, options: SessionOptions) -> Result<Option<Session>, Error> {
-        let Some(set) = crate::store::async_store(&options).load().await? else {
-            return Ok(None);
-        };
-        set.check_issuer(self.provider().issuer())?;
-        let kind = GrantKind::AuthorizationCode;
-        Session::start(self, set, kind, options, false)
-            .await
-            .map(Some)
-    }
-
-    /// SMART Backend Services in one call: a client-credentials session (for `system/*.rs`-style scopes)
-    /// authenticated with `private_key_jwt`, which asks for a new token ahead of expiry (there is no refresh token).
-    /// Fails before sending anything when the client does not authenticate with `private_key_jwt`.
-    pub async fn backend_services_session(
-        &self,
-        scopes: &Scopes,
-        options: SessionOptions,
-    ) -> Result<Session, Error> {
-        self.context()
-            .require_auth_method(TokenAuthMethod::PrivateKeyJwt)?;
-        self.client_credentials_session(scopes, options).await
-    }
-
-    /// A session of client-credentials tokens for `scopes`, requested again ahead of expiry.
-    pub async fn client_credentials_session(
-        &self,
-        scopes: &Scopes,
-        options: SessionOptions,
-    ) -> Result<Session, Error> {
-        let set = TokenSet::from_grant(self.client_credentials(scopes).await?, None);
-        let kind = GrantKind::ClientCredentials {
-            scope: scopes.clone(),
-        };
-        Session::start(self, set, kind, options, true).await
-    }
-}
-
 impl Session {
-    /// A reference to this session that does not keep it alive (what [`Sessions`](crate::Sessions) keeps of a
-    /// session it evicted from its cache).
-    pub fn downgrade(&self) -> WeakSession {
-        WeakSession(Arc::downgrade(&self.inner))
-    }
-
-    async fn start(
-        client: &Client,
-        set: TokenSet,
-        kind: GrantKind,
-        options: SessionOptions,
-        save: bool,
-    ) -> Result<Session, Error> {
-        let store = crate::store::async_store(&options);
-        if save {
-            store.save(&set).await?;
-        }
-        let now = client.provider().clock().now();
-        let state = SessionState::new(set.clone(), kind, options, now);
-        if save {
-            state.fire_hooks(&set);
-        }
-        let (client, inflight) = (client.clone(), Mutex::new(None));
+    /// A session over `state`, renewed through `client`, kept in `store`.
+    pub(crate) fn new(
+        client: Client,
+        state: SessionState,
+        store: Arc<dyn AsyncTokenStore>,
+    ) -> Self {
+        let inflight = Mutex::new(None);
         let inner = Inner {
             client,
             state,
             inflight,
             store,
         };
-        Ok(Session {
+        Session {
             inner: Arc::new(inner),
-        })
+        }
     }
 
     /// A valid access token: the cached one while it is valid and not due, else a renewed one (one renewal for

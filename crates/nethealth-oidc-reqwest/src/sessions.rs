@@ -10,7 +10,7 @@ use nethealth_oidc_core::store::{
     SessionOptions,
 };
 
-use crate::{BlockingStore, Client, Session, WeakSession};
+use crate::{BlockingStore, Client, Session};
 
 /// Every user's session of one [`Client`], each under a caller-chosen [`SessionKey`] (a random session id kept in
 /// a cookie, a user id, a tenant id), all stored in one keyed store. `Clone + Send + Sync`: keep one in your
@@ -165,6 +165,25 @@ impl Sessions {
     fn options_for(&self, key: &SessionKey) -> SessionOptions {
         let entry = KeyedEntry::new(Arc::clone(&self.inner.store), key.clone());
         self.inner.options.clone().with_async_store(Arc::new(entry))
+    }
+}
+
+/// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
+#[derive(Clone, Debug)]
+pub struct WeakSession(std::sync::Weak<crate::session::Inner>);
+
+impl WeakSession {
+    /// The session, if it is still alive.
+    pub fn upgrade(&self) -> Option<Session> {
+        self.0.upgrade().map(|inner| Session { inner })
+    }
+}
+
+impl Session {
+    /// A reference to this session that does not keep it alive (what [`Sessions`] keeps of a session it evicted
+    /// from its cache).
+    pub fn downgrade(&self) -> WeakSession {
+        WeakSession(Arc::downgrade(&self.inner))
     }
 }
 

@@ -33,14 +33,15 @@ mod management;
 mod provider;
 mod session;
 mod sessions;
+mod start;
 mod traced;
 
 pub use authorized::AuthorizedClient;
 pub use nethealth_oidc_core::device::DeviceStep;
 pub use nethealth_oidc_core::store::{SessionOptions, TokenHook};
 pub use provider::{Client, Provider, SystemClock};
-pub use session::{Session, WeakSession};
-pub use sessions::Sessions;
+pub use session::Session;
+pub use sessions::{Sessions, WeakSession};
 
 /// A blocking HTTP client with nethealth-oidc's safety settings. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -2,17 +2,15 @@
 //! [`Renewal`] machine; this file runs it on the caller's thread.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use http::HeaderValue;
-use nethealth_oidc_core::context::Grant;
-use nethealth_oidc_core::lifecycle::{GrantKind, TokenSet};
+use nethealth_oidc_core::lifecycle::TokenSet;
 use nethealth_oidc_core::renewal::{Event, Renewal, SessionState, Step};
 use nethealth_oidc_core::secret::{AccessToken, State};
-use nethealth_oidc_core::store::{SessionOptions, TokenStore};
+use nethealth_oidc_core::store::TokenStore;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason, Scopes, TokenAuthMethod};
-use std::sync::Condvar;
+use nethealth_oidc_core::{Error, GrantedScopes, LoginRequiredReason};
 use url::Url;
 
 use crate::Client;
@@ -37,10 +35,10 @@ struct Flight {
 /// have stored a good one): a later [`Client::resume`] then finds nothing and the user logs in again.
 #[derive(Clone)]
 pub struct Session {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     client: Client,
     state: SessionState,
     inflight: Mutex<Flight>,
@@ -55,86 +53,10 @@ impl fmt::Debug for Session {
     }
 }
 
-/// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
-#[derive(Clone, Debug)]
-pub struct WeakSession(std::sync::Weak<Inner>);
-
-impl WeakSession {
-    /// The session, if it is still alive.
-    pub fn upgrade(&self) -> Option<Session> {
-        self.0.upgrade().map(|inner| Session { inner })
-    }
-}
-
-impl Client {
-    /// A session for a finished login; the token set is stored first.
-    pub fn session(&self, grant: Grant, options: SessionOptions) -> Result<Session, Error> {
-        let set = TokenSet::from_grant(grant, options.lifecycle.refresh_token_lifetime);
-        Session::start(self, set, GrantKind::AuthorizationCode, options, true)
-    }
-
-    /// The session kept in `options.store` by an earlier run, if any.
-    pub fn resume(&self, options: SessionOptions) -> Result<Option<Session>, Error> {
-        let Some(set) = crate::traced::Traced(Arc::clone(&options.store)).load()? else {
-            return Ok(None);
-        };
-        set.check_issuer(self.provider().issuer())?;
-        let kind = GrantKind::AuthorizationCode;
-        Session::start(self, set, kind, options, false).map(Some)
-    }
-
-    /// SMART Backend Services in one call: a client-credentials session (for `system/*.rs`-style scopes)
-    /// authenticated with `private_key_jwt`, which asks for a new token ahead of expiry (there is no refresh token).
-    /// Fails before sending anything when the client does not authenticate with `private_key_jwt`.
-    pub fn backend_services_session(
-        &self,
-        scopes: &Scopes,
-        options: SessionOptions,
-    ) -> Result<Session, Error> {
-        self.context()
-            .require_auth_method(TokenAuthMethod::PrivateKeyJwt)?;
-        self.client_credentials_session(scopes, options)
-    }
-
-    /// A session of client-credentials tokens for `scopes`, requested again ahead of expiry.
-    pub fn client_credentials_session(
-        &self,
-        scopes: &Scopes,
-        options: SessionOptions,
-    ) -> Result<Session, Error> {
-        let set = TokenSet::from_grant(self.client_credentials(scopes)?, None);
-        let kind = GrantKind::ClientCredentials {
-            scope: scopes.clone(),
-        };
-        Session::start(self, set, kind, options, true)
-    }
-}
-
 impl Session {
-    /// A reference to this session that does not keep it alive (what [`Sessions`](crate::Sessions) keeps of a
-    /// session it evicted from its cache).
-    pub fn downgrade(&self) -> WeakSession {
-        WeakSession(Arc::downgrade(&self.inner))
-    }
-
-    fn start(
-        client: &Client,
-        set: TokenSet,
-        kind: GrantKind,
-        options: SessionOptions,
-        save: bool,
-    ) -> Result<Session, Error> {
-        let store: Arc<dyn TokenStore> =
-            Arc::new(crate::traced::Traced(Arc::clone(&options.store)));
-        if save {
-            store.save(&set)?;
-        }
-        let now = client.provider().clock().now();
-        let state = SessionState::new(set.clone(), kind, options, now);
-        if save {
-            state.fire_hooks(&set);
-        }
-        let (client, inflight, landed) = (client.clone(), Mutex::default(), Condvar::new());
+    /// A session over `state`, renewed through `client`, kept in `store`.
+    pub(crate) fn new(client: Client, state: SessionState, store: Arc<dyn TokenStore>) -> Self {
+        let (inflight, landed) = (Mutex::default(), Condvar::new());
         let inner = Inner {
             client,
             state,
@@ -142,9 +64,9 @@ impl Session {
             landed,
             store,
         };
-        Ok(Session {
+        Session {
             inner: Arc::new(inner),
-        })
+        }
     }
 
     /// A valid access token: the cached one while it is valid and not due, else a renewed one (one renewal for

@@ -9,7 +9,7 @@ use nethealth_oidc_core::store::{
     KeyedEntry, KeyedTokenStore, LiveHandle, SessionCache, SessionKey, SessionOptions,
 };
 
-use crate::{Client, Session, WeakSession};
+use crate::{Client, Session};
 
 /// Every user's session of one [`Client`], each under a caller-chosen [`SessionKey`] (a random session id kept in
 /// a cookie, a user id, a tenant id), all stored in one keyed store. `Clone + Send + Sync`: share it between
@@ -150,6 +150,25 @@ impl Sessions {
     fn options_for(&self, key: &SessionKey) -> SessionOptions {
         let entry = KeyedEntry::new(Arc::clone(&self.inner.store), key.clone());
         self.inner.options.clone().with_store(Arc::new(entry))
+    }
+}
+
+/// A weak reference to a [`Session`]: [`upgrade`](Self::upgrade) gives the session back while someone holds it.
+#[derive(Clone, Debug)]
+pub struct WeakSession(std::sync::Weak<crate::session::Inner>);
+
+impl WeakSession {
+    /// The session, if it is still alive.
+    pub fn upgrade(&self) -> Option<Session> {
+        self.0.upgrade().map(|inner| Session { inner })
+    }
+}
+
+impl Session {
+    /// A reference to this session that does not keep it alive (what [`Sessions`] keeps of a session it evicted
+    /// from its cache).
+    pub fn downgrade(&self) -> WeakSession {
+        WeakSession(Arc::downgrade(&self.inner))
     }
 }
 
