@@ -103,6 +103,8 @@ struct Sim {
     /// The token endpoint's answers, in order; each request's form body is logged.
     answers: VecDeque<Result<http::Response<Vec<u8>>, Error>>,
     requests: Vec<String>,
+    /// Whether each request was to carry a DPoP proof.
+    dpop: Vec<bool>,
     hooks: Arc<Mutex<Vec<String>>>,
     steps: Vec<&'static str>,
 }
@@ -128,6 +130,7 @@ impl Sim {
             },
             answers: VecDeque::new(),
             requests: Vec::new(),
+            dpop: Vec::new(),
             hooks,
             steps: Vec::new(),
         }
@@ -184,8 +187,9 @@ impl Sim {
                     self.store.set = None;
                     Event::Cleared(Ok(()))
                 }
-                Step::Send { request, .. } => {
+                Step::Send { request, dpop_key } => {
                     self.steps.push("send");
+                    self.dpop.push(dpop_key.is_some());
                     self.requests
                         .push(String::from_utf8(request.body().clone()).unwrap());
                     Event::Response(self.answers.pop_front().expect("a scripted answer"))
@@ -514,5 +518,34 @@ fn ending_the_session_hands_nothing_out() {
         err.login_required_reason(),
         Some(LoginRequiredReason::Ended)
     );
+    assert!(sim.requests.is_empty());
+}
+
+#[test]
+fn a_dpop_bound_set_renews_with_its_key_and_one_without_it_never_sends() {
+    let mut bound = set(0, NOW, 3600);
+    bound.token_type = "dpop".into();
+    bound.dpop_key = Some(nethealth_oidc_core::dpop::DpopKey::generate(&mut rand::rng()).unwrap());
+    let mut sim = Sim::new(bound.clone(), GrantKind::AuthorizationCode);
+    sim.now = DUE;
+    sim.answer(ok(
+        json!({"access_token": "at-1", "token_type": "DPoP", "expires_in": 3600}),
+    ));
+    assert_eq!(sim.access_token().unwrap(), "at-1");
+    assert_eq!(sim.dpop, [true]);
+    assert!(
+        sim.state.dpop_key().unwrap().is_some(),
+        "the key survives the refresh"
+    );
+
+    // Resumed from a store that did not keep the key: no request is sent without its proof.
+    bound.dpop_key = None;
+    let mut sim = Sim::new(bound, GrantKind::AuthorizationCode);
+    sim.now = DUE;
+    assert_eq!(sim.access_token().unwrap(), "at-0", "still valid: served");
+    assert!(sim.requests.is_empty());
+    sim.now = NOW + 3600;
+    let err = sim.access_token().unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("dpop"), "{err}");
     assert!(sim.requests.is_empty());
 }
