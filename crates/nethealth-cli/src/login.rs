@@ -61,7 +61,8 @@ pub(crate) fn browser_login(
         // OpenID Connect Core §11: a refresh token for offline use needs `prompt=consent`.
         request = request.prompt(Prompt::Consent);
     }
-    let (auth_url, pending) = client.begin_login_with(request);
+    // Pushed first (RFC 9126) when the provider requires it: then the URL carries only client_id and request_uri.
+    let (auth_url, pending) = client.start_login_with(request)?;
     crate::note(&format!(
         "Open this URL in a browser to log in:\n\n  {auth_url}\n"
     ));

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nethealth_oidc_testkit::{Browser, Consent, TestKit};
+use nethealth_oidc_testkit::{Browser, Consent, Endpoint, Fault, TestKit};
 
 struct Env {
     kit: TestKit,
@@ -284,6 +284,36 @@ fn an_expired_token_is_refreshed_by_the_next_run() {
     assert_ne!(first, second, "the second run refreshed the expired token");
     let out = env.run(&["call", "/api/patients"]);
     assert_ok(&out);
+}
+
+#[test]
+fn a_server_that_requires_par_gets_a_pushed_login() {
+    let env = env();
+    env.register();
+    env.kit.set_require_par(true);
+
+    // The push fails: the login stops before printing any URL, and says which endpoint failed.
+    env.kit.fail_always(Endpoint::Par, Fault::Status(503));
+    let out = env.run(&["login", "--no-browser", "--timeout", "5"]);
+    assert_exit(&out, 4, "503");
+    assert!(!stderr(&out).contains("Open this URL"), "{}", stderr(&out));
+    env.kit.clear_faults();
+
+    let (child, url, rest) = env.start_login(&[]);
+    let printed = url::Url::parse(&url).expect("the printed URL parses");
+    let names: Vec<_> = printed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    assert_eq!(names, ["client_id", "request_uri"], "pushed: {url}");
+    let callback = Browser::new()
+        .login(&url, &Consent::GrantAll)
+        .expect("the login page takes the pushed request");
+    ureq::get(&callback)
+        .call()
+        .expect("the CLI's loopback listener answers");
+    let (out, err) = finish(child, rest);
+    assert!(out.status.success(), "{err}");
+    let out = env.run(&["call", "/api/patients"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("Jane Doe"), "{}", stdout(&out));
 }
 
 #[test]

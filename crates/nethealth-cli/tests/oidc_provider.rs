@@ -1,6 +1,8 @@
 //! `nethealth register`, `login` and `token` against the independent oidc-provider peer (`peers/oidc-provider/`),
-//! named by `NETHEALTH_TEST_ISSUER`. `cargo xtask ci` starts the peer and sets the variable; by hand:
-//! `PORT=4561 peers/oidc-provider/start.sh`, then `NETHEALTH_TEST_ISSUER=http://127.0.0.1:4561`.
+//! named by `NETHEALTH_TEST_ISSUER`, and against its PAR-requiring instance, `NETHEALTH_TEST_ISSUER_PAR`.
+//! `cargo xtask ci` (or `cargo xtask with-peers ...`) starts both and sets the variables; by hand:
+//! `PORT=4561 peers/oidc-provider/start.sh`, then `NETHEALTH_TEST_ISSUER=http://127.0.0.1:4561` (and
+//! `PAR_REQUIRED=1 DPOP_REQUIRE_NONCE=1 PORT=4562 peers/oidc-provider/start.sh` for the other).
 
 #[path = "../../../peers/oidc-provider/browser.rs"]
 mod browser;
@@ -9,12 +11,14 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn issuer() -> String {
-    match std::env::var("NETHEALTH_TEST_ISSUER") {
+fn issuer(var: &str) -> String {
+    match std::env::var(var) {
         Ok(issuer) if !issuer.is_empty() => issuer,
         _ => panic!(
-            "NETHEALTH_TEST_ISSUER is not set: `cargo xtask ci` starts the oidc-provider peer and sets it; by hand, \
-             run `PORT=4561 peers/oidc-provider/start.sh` and set NETHEALTH_TEST_ISSUER=http://127.0.0.1:4561"
+            "{var} is not set: `cargo xtask ci` or `cargo xtask with-peers cargo test -p nethealth-cli --test \
+             oidc_provider` starts the oidc-provider peers and sets it; by hand, run `PORT=4561 \
+             peers/oidc-provider/start.sh` (with PAR_REQUIRED=1 DPOP_REQUIRE_NONCE=1 for the _PAR one) and set \
+             {var}=http://127.0.0.1:4561"
         ),
     }
 }
@@ -30,14 +34,28 @@ fn cmd(dir: &std::path::Path, args: &[&str]) -> Command {
 
 #[test]
 fn register_login_and_token_at_the_oidc_provider_peer() {
-    let issuer = issuer();
+    register_login_and_token(&issuer("NETHEALTH_TEST_ISSUER"), "cli-user");
+}
+
+#[test]
+fn a_pushed_login_at_the_peer_that_requires_par() {
+    let auth_url = register_login_and_token(&issuer("NETHEALTH_TEST_ISSUER_PAR"), "cli-par-user");
+    let names: Vec<_> = auth_url
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .collect();
+    assert_eq!(names, ["client_id", "request_uri"], "pushed: {auth_url}");
+}
+
+/// Registers at `issuer`, logs in as a new user and checks the token; returns the URL the browser was sent to.
+fn register_login_and_token(issuer: &str, user: &str) -> url::Url {
     let dir = tempfile::tempdir().unwrap();
     let out = cmd(
         dir.path(),
         &[
             "register",
             "--issuer",
-            &issuer,
+            issuer,
             "--name",
             "nethealth CLI test",
             "--scope",
@@ -74,13 +92,10 @@ fn register_login_and_token_at_the_oidc_provider_peer() {
             break format!("http{}", rest.trim_end());
         }
     };
-    let user = format!("cli-user-{}", std::process::id());
-    let callback = browser::login(
-        &url::Url::parse(&auth_url).unwrap(),
-        &user,
-        browser::Consent::All,
-    )
-    .expect("the peer's interaction works");
+    let auth_url = url::Url::parse(&auth_url).unwrap();
+    let user = format!("{user}-{}", std::process::id());
+    let callback = browser::login(&auth_url, &user, browser::Consent::All)
+        .expect("the peer's interaction works");
     assert!(
         callback.as_str().starts_with("http://127.0.0.1:"),
         "{callback}"
@@ -108,4 +123,5 @@ fn register_login_and_token_at_the_oidc_provider_peer() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["logged_in"], true);
     assert_eq!(status["has_refresh_token"], true);
+    auth_url
 }

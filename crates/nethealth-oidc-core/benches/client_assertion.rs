@@ -1,8 +1,8 @@
 //! Building a signed client assertion (`private_key_jwt`) against the raw signature it wraps.
 //!
-//! Each pair signs with the same key: `nethealth_client_assertion_*` draws a request stamp, builds the claims and
-//! signs them through jsonwebtoken; `raw_aws_lc_rs_*_sign` only signs a message of the same size with the key
-//! already parsed. `xtask bench` fails when an assertion costs more than 1.3x its raw signature.
+//! Each pair signs with the same key: `nethealth_client_assertion_*` draws a request stamp, builds the header and
+//! claims, signs them with the `ClientKey`'s key pair (parsed once, when the key was loaded) and encodes the JWS;
+//! `raw_aws_lc_rs_*_sign` only signs a message of the same size with the key already parsed. `xtask bench` fails when an assertion costs more than 1.3x its raw signature.
 #![allow(missing_docs)]
 
 use std::hint::black_box;

@@ -244,22 +244,15 @@ impl DpopKey {
             claims.insert("nonce".into(), nonce.into());
         }
         let payload = serde_json::Value::Object(claims).to_string();
-        let mut jws =
-            String::with_capacity(self.inner.header_b64.len() + payload.len() * 4 / 3 + 90);
-        jws.push_str(&self.inner.header_b64);
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(payload, &mut jws);
-        let signature = self
-            .inner
-            .pair
-            .sign(&aws_lc_rs::rand::SystemRandom::new(), jws.as_bytes())
-            .map_err(|_| DpopError::Key {
-                key: self.inner.thumbprint.clone(),
-                reason: "aws-lc-rs refused to sign with it",
-            })?;
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut jws);
-        Ok(jws)
+        crate::wire::compact_jws(&self.inner.header_b64, payload.as_bytes(), |message| {
+            self.inner
+                .pair
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), message)
+        })
+        .map_err(|_| DpopError::Key {
+            key: self.inner.thumbprint.clone(),
+            reason: "aws-lc-rs refused to sign with it",
+        })
     }
 
     /// A copy of `request` carrying a proof (with the nonce `nonces` holds for its server) and, for a resource

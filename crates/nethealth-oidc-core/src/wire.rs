@@ -49,6 +49,26 @@ pub(crate) fn post_form<'a>(
         .expect("a parsed URL and valid header values always make a valid request")
 }
 
+/// A compact JWS (RFC 7515 §7.1): `header_b64` (the base64url JOSE header), the base64url `payload`, and the
+/// base64url signature that `sign` makes over the first two, joined by dots.
+pub(crate) fn compact_jws<S: AsRef<[u8]>, E>(
+    header_b64: &str,
+    payload: &[u8],
+    sign: impl FnOnce(&[u8]) -> Result<S, E>,
+) -> Result<String, E> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // The signature is at most 512 bytes (RSA-4096), 683 in base64url.
+    let mut jws = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 700);
+    jws.push_str(header_b64);
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut jws);
+    let signature = sign(jws.as_bytes())?;
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+    Ok(jws)
+}
+
 /// Builds a request with a JSON body and an optional `Authorization` header.
 pub(crate) fn send_json(
     method: Method,

@@ -55,7 +55,8 @@
 //! (RFC 7009), `/connect/introspect` (RFC 7662), `/connect/endsession`, the device flow (RFC 8628:
 //! `/connect/deviceauthorization`, the `/connect/device` page, which [`Browser::approve_device`] answers, and the
 //! `urn:ietf:params:oauth:grant-type:device_code` grant), and, when
-//! [enabled](TestKitBuilder::dynamic_registration), RFC 7591 `/connect/register`.
+//! [enabled](TestKitBuilder::dynamic_registration), RFC 7591 `/connect/register` (a `private_key_jwt` client
+//! registers its public keys as `jwks`, against which its assertions are then checked; `jwks_uri` is refused).
 //!
 //! At the site root: Net Health's `/api/Clients/Register` (also under the issuer path), which takes RFC 7591
 //! fields in snake_case or PascalCase and answers in ASP.NET style (`{"ClientId": ..., "ClientSecret": ...}`,

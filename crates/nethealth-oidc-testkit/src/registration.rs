@@ -16,6 +16,8 @@ struct Request {
     redirect_uris: Vec<String>,
     post_logout_redirect_uris: Vec<String>,
     auth_method: String,
+    /// The public keys of a `private_key_jwt` client (RFC 7591 §2 `jwks`).
+    jwks: Option<Value>,
     grant_types: Vec<String>,
     scopes: Vec<String>,
     require_pkce: Option<bool>,
@@ -117,7 +119,13 @@ fn parse(body: &[u8]) -> Result<Request, Invalid> {
     let auth_method = match get("tokenendpointauthmethod") {
         Value::Null => "client_secret_basic".to_owned(),
         Value::String(m)
-            if ["client_secret_basic", "client_secret_post", "none"].contains(&m.as_str()) =>
+            if [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+            ]
+            .contains(&m.as_str()) =>
         {
             m
         }
@@ -125,11 +133,13 @@ fn parse(body: &[u8]) -> Result<Request, Invalid> {
             return Err(Invalid::metadata(
                 "TokenEndpointAuthMethod",
                 format!(
-                    "{other} is not supported: use client_secret_basic, client_secret_post or none"
+                    "{other} is not supported: use client_secret_basic, client_secret_post, none or \
+                     private_key_jwt"
                 ),
             ));
         }
     };
+    let jwks = parse_jwks(get("jwks"), &get("jwksuri"), &auth_method)?;
     let mut grant_types = strings(&get("granttypes"), "GrantTypes")?;
     if grant_types.is_empty() {
         grant_types = vec!["authorization_code".into(), "refresh_token".into()];
@@ -184,10 +194,46 @@ fn parse(body: &[u8]) -> Result<Request, Invalid> {
         redirect_uris,
         post_logout_redirect_uris,
         auth_method,
+        jwks,
         grant_types,
         scopes,
         require_pkce,
     })
+}
+
+/// The `jwks` of a registration: required for `private_key_jwt` (a `jwks_uri` is not fetched), refused otherwise;
+/// each key must be a public JWK that jsonwebtoken can read, so that the client's assertions can be checked.
+fn parse_jwks(jwks: Value, jwks_uri: &Value, auth_method: &str) -> Result<Option<Value>, Invalid> {
+    let invalid = |message: &str| Invalid::metadata("Jwks", message);
+    if !jwks_uri.is_null() {
+        return Err(invalid(
+            "jwks_uri is not supported here: send the public keys as jwks",
+        ));
+    }
+    match (auth_method, jwks) {
+        ("private_key_jwt", Value::Null) => Err(invalid(
+            "private_key_jwt needs the client's public keys as jwks ({\"keys\": [...]})",
+        )),
+        ("private_key_jwt", jwks) => {
+            let set: jsonwebtoken::jwk::JwkSet =
+                serde_json::from_value(jwks.clone()).map_err(|_| {
+                    invalid("jwks must be a JWK Set ({\"keys\": [...]}) of public keys")
+                })?;
+            if set.keys.is_empty() {
+                return Err(invalid("jwks has no keys: add the client's public key"));
+            }
+            if set.keys.iter().any(|k| k.common.key_id.is_none()) {
+                return Err(invalid(
+                    "every key in jwks needs a kid: assertions name their key by kid",
+                ));
+            }
+            Ok(Some(jwks))
+        }
+        (_, Value::Null) => Ok(None),
+        (other, _) => Err(invalid(&format!(
+            "jwks is only for private_key_jwt, not {other}"
+        ))),
+    }
 }
 
 /// Checks the content type and the registration bearer token; `Err` holds which check failed.
@@ -220,10 +266,10 @@ fn gate(shared: &Shared, req: &Req) -> Result<(), Gate> {
 fn register(shared: &Shared, request: Request) -> ClientSpec {
     let cfg = &shared.config;
     let client_id = random_client_id();
-    let mut spec = if request.auth_method == "none" {
-        ClientSpec::public(client_id.clone())
-    } else {
-        ClientSpec::confidential(client_id.clone(), random_handle())
+    let mut spec = match (request.auth_method.as_str(), request.jwks) {
+        ("none", _) => ClientSpec::public(client_id.clone()),
+        (_, Some(jwks)) => ClientSpec::private_key_jwt(client_id.clone(), jwks),
+        _ => ClientSpec::confidential(client_id.clone(), random_handle()),
     };
     spec.name = request.client_name.unwrap_or(client_id);
     spec.redirect_uris = request.redirect_uris;
@@ -359,6 +405,9 @@ pub(crate) fn rfc7591(shared: &Shared, req: &Req) -> Reply {
         obj.insert("client_secret".into(), secret.clone().into());
         obj.insert("client_secret_expires_at".into(), 0.into());
     }
+    if let (Some(obj), Some(jwks)) = (body.as_object_mut(), &spec.jwks) {
+        obj.insert("jwks".into(), jwks.clone());
+    }
     if let Some(obj) = body.as_object_mut()
         && !spec.post_logout_redirect_uris.is_empty()
     {
@@ -405,8 +454,28 @@ mod tests {
             (r#"{"redirect_uris":"relative/path"}"#, "RedirectUris"),
             (r#"{"redirect_uris":[1]}"#, "RedirectUris"),
             (
-                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#,
+                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"tls_client_auth"}"#,
                 "TokenEndpointAuthMethod",
+            ),
+            (
+                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}"#,
+                "Jwks",
+            ),
+            (
+                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[]}}"#,
+                "Jwks",
+            ),
+            (
+                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks":{"keys":[{"kty":"EC"}]}}"#,
+                "Jwks",
+            ),
+            (
+                r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://a.example/jwks"}"#,
+                "Jwks",
+            ),
+            (
+                r#"{"redirect_uris":["https://a.example/cb"],"jwks":{"keys":[]}}"#,
+                "Jwks",
             ),
             (
                 r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}"#,

@@ -18,8 +18,8 @@ use nethealth_oidc::core::revocation::TokenRef;
 use nethealth_oidc::core::token::{self, TokenRequestError};
 use nethealth_oidc::core::{Endpoint as CoreEndpoint, ResponseError};
 use nethealth_oidc::{
-    ClientConfig, ClientOptions, ClientSecret, Error, Scopes, SessionOptions, TokenAuthMethod,
-    TransportConfig,
+    ClientConfig, ClientMetadata, ClientOptions, ClientSecret, Error, Scopes, SessionOptions,
+    TokenAuthMethod, TransportConfig,
 };
 use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, Fault, TestKit};
 use support::{ALL, REDIRECT, advance, clock_for, url};
@@ -268,6 +268,70 @@ mod async_api {
             .await
             .unwrap();
         assert!(grant.granted.granted().contains(SYSTEM_SCOPES));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_registered_with_its_signing_key_gets_a_client_credentials_token() {
+        let kit = TestKit::builder()
+            .dynamic_registration(true)
+            .start()
+            .await
+            .unwrap();
+        let provider = Provider::discover(http(), kit.issuer()).await.unwrap();
+        let key = ec_key(&ECDSA_P256_SHA256_FIXED_SIGNING);
+        let metadata = ClientMetadata::new("backend", vec![url(REDIRECT)])
+            .with_grant_types(["client_credentials"])
+            .with_scope("patients.read");
+
+        // private_key_jwt without a key to check assertions with: refused, naming what is missing.
+        let without_key = metadata
+            .clone()
+            .with_auth_method(TokenAuthMethod::PrivateKeyJwt);
+        let err = provider.register(&without_key, None).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("needs the client's public keys as jwks"),
+            "{err}"
+        );
+
+        let registered = provider
+            .register(&metadata.with_signing_key(&key), None)
+            .await
+            .unwrap();
+        assert!(
+            registered.client_secret.is_none(),
+            "no secret for private_key_jwt"
+        );
+        let (client_id, kid) = (registered.client_id.clone(), key.kid().to_owned());
+        let client = provider
+            .client(
+                registered.to_client_config().with_signing_key(key),
+                ClientOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(
+            client.context().auth_method(),
+            TokenAuthMethod::PrivateKeyJwt
+        );
+        let grant = client
+            .client_credentials(&Scopes::parse("patients.read"))
+            .await
+            .unwrap();
+        assert!(grant.granted.granted().contains("patients.read"));
+
+        // The site checks the assertion against the registered key: another key with the same kid is refused.
+        let impostor = ec_key(&ECDSA_P256_SHA256_FIXED_SIGNING).with_kid(&kid);
+        let impostor = provider
+            .client(
+                ClientConfig::new(client_id, None).with_signing_key(impostor),
+                ClientOptions::default(),
+            )
+            .unwrap();
+        let err = impostor
+            .client_credentials(&Scopes::parse("patients.read"))
+            .await
+            .unwrap_err();
+        assert!(is_invalid_client(&err), "{err:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,25 +13,30 @@ use nethealth_oidc::{
     ClientConfig, ClientOptions, ClientSecret, HttpClient, ManualClock, MemoryKeyedStore, Provider,
     Scopes, SessionOptions, TransportConfig, UnixTime,
 };
-use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, TestKit};
+use nethealth_oidc_testkit::{Browser, ClientSpec, Consent, Endpoint, Fault, TestKit};
 use web_support::{Jar, serve};
+
+/// The local site knowing the app as client `web`, and the app's client configuration.
+async fn site(redirect: &str) -> (TestKit, ClientConfig) {
+    let kit = TestKit::builder()
+        .client(ClientSpec::confidential("web", "web-secret").redirect_uri(redirect))
+        .start()
+        .await
+        .unwrap();
+    let config = ClientConfig::new("web", Some(ClientSecret::new("web-secret")))
+        .with_redirect_uris(vec![redirect.parse().unwrap()]);
+    (kit, config)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_me_refresh_and_logout_through_the_web_app() {
     let (listener, base) = web_support::listener().await;
-    let redirect = format!("{base}/callback");
-    let kit = TestKit::builder()
-        .client(ClientSpec::confidential("web", "web-secret").redirect_uri(&redirect))
-        .start()
-        .await
-        .unwrap();
+    let (kit, config) = site(&format!("{base}/callback")).await;
     let clock = Arc::new(ManualClock::new(UnixTime::from_secs(kit.now())));
     let http = HttpClient::new(TransportConfig::default()).unwrap();
     let provider = Provider::discover_with_clock(http, kit.issuer(), clock.clone())
         .await
         .unwrap();
-    let config = ClientConfig::new("web", Some(ClientSecret::new("web-secret")))
-        .with_redirect_uris(vec![redirect.parse().unwrap()]);
     let client = provider.client(config, ClientOptions::default()).unwrap();
     let store = Arc::new(MemoryKeyedStore::new());
     let state = app::AppState::new(
@@ -124,5 +129,55 @@ async fn login_me_refresh_and_logout_through_the_web_app() {
         401,
         "the old cookie is worth nothing"
     );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_requires_par_gets_a_pushed_login_through_the_web_app() {
+    let (listener, base) = web_support::listener().await;
+    let (kit, config) = site(&format!("{base}/callback")).await;
+    kit.set_require_par(true);
+    let http = HttpClient::new(TransportConfig::default()).unwrap();
+    let provider = Provider::discover(http, kit.issuer()).await.unwrap();
+    let client = provider.client(config, ClientOptions::default()).unwrap();
+    let state = app::AppState::new(
+        client.sessions(Arc::new(MemoryKeyedStore::new()), SessionOptions::default()),
+        reqwest::Client::new(),
+        app::WebConfig {
+            scopes: Scopes::parse("openid patients.read"),
+            api_url: kit.api_url(),
+            prompt: None,
+            post_logout_redirect_uri: None,
+            secure_cookies: false,
+        },
+    );
+    let server = serve(listener, app::router(state.clone()));
+
+    // The PAR endpoint fails: /login says so (502) and keeps no pending login.
+    kit.fail_always(Endpoint::Par, Fault::Status(503));
+    let mut browser = Jar::new(&base);
+    let failed = browser.get("/login").await;
+    assert_eq!(failed.status, 502, "{}", failed.body);
+    assert!(failed.body.contains("503"), "{}", failed.body);
+    assert_eq!(state.pending_logins(), 0);
+    kit.clear_faults();
+
+    // The login is pushed: the browser goes to a URL with only client_id and request_uri.
+    let pushes = kit.requests(Endpoint::Par);
+    let login = browser.get("/login").await;
+    assert_eq!(login.status, 303, "{}", login.body);
+    assert_eq!(kit.requests(Endpoint::Par), pushes + 1);
+    let auth_url = login.location.unwrap();
+    web_support::assert_pushed(&auth_url);
+    let callback = Browser::new()
+        .login_async(&auth_url, &Consent::GrantAll)
+        .await
+        .expect("the login page takes the pushed request");
+    let done = browser.get(&web_support::path_and_query(&callback)).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let me = browser.get("/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let answer: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+    assert_eq!(answer["api_status"], 200, "{answer}");
     server.abort();
 }

@@ -1,6 +1,7 @@
 //! The axum example (`examples/web`) end to end against the independent oidc-provider peer: login, `/me` with a
-//! transparent refresh, logout. `cargo xtask ci` starts the peer and names it in `NETHEALTH_TEST_ISSUER`; without
-//! that variable this test fails and says how to start it.
+//! transparent refresh, logout; and a pushed login at the peer that requires PAR. `cargo xtask ci` (or
+//! `cargo xtask with-peers ...`) starts the peers and names them in `NETHEALTH_TEST_ISSUER` and
+//! `NETHEALTH_TEST_ISSUER_PAR`; without those variables these tests fail and say how to start them.
 
 #[path = "../examples/web/app.rs"]
 mod app;
@@ -18,20 +19,29 @@ use nethealth_oidc::{
 };
 use web_support::{Jar, serve};
 
-fn issuer() -> String {
-    match std::env::var("NETHEALTH_TEST_ISSUER") {
+fn issuer(var: &str) -> String {
+    match std::env::var(var) {
         Ok(issuer) if !issuer.is_empty() => issuer,
         _ => panic!(
-            "NETHEALTH_TEST_ISSUER is not set: run the tests with `cargo xtask ci`, which starts the oidc-provider \
-             peer, or start it yourself (`PORT=4562 peers/oidc-provider/start.sh`) and set \
-             NETHEALTH_TEST_ISSUER=http://127.0.0.1:4562"
+            "{var} is not set: run the tests with `cargo xtask ci` or `cargo xtask with-peers cargo test -p \
+             nethealth-oidc --test web_example_peer`, which start the oidc-provider peers, or start one yourself \
+             (`PORT=4562 peers/oidc-provider/start.sh`, with PAR_REQUIRED=1 DPOP_REQUIRE_NONCE=1 for the _PAR one) \
+             and set {var}=http://127.0.0.1:4562"
         ),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_me_refresh_and_logout_through_the_web_app_at_the_peer() {
-    let issuer = issuer();
+/// The app, registered at the peer `issuer` as a new client and serving on a loopback port: the browser's base
+/// URL, the app's session store, its clock, the server task and the time it started.
+struct App {
+    base: String,
+    store: Arc<MemoryKeyedStore>,
+    clock: Arc<ManualClock>,
+    server: tokio::task::JoinHandle<()>,
+    now: u64,
+}
+
+async fn app_at(issuer: &str) -> App {
     let (listener, base) = web_support::listener().await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -39,7 +49,7 @@ async fn login_me_refresh_and_logout_through_the_web_app_at_the_peer() {
         .as_secs();
     let clock = Arc::new(ManualClock::new(UnixTime::from_secs(now)));
     let http = HttpClient::new(TransportConfig::default()).unwrap();
-    let provider = Provider::discover_with_clock(http, &issuer, clock.clone())
+    let provider = Provider::discover_with_clock(http, issuer, clock.clone())
         .await
         .unwrap();
     let after_logout: nethealth_oidc::core::Url = format!("{base}/").parse().unwrap();
@@ -67,13 +77,21 @@ async fn login_me_refresh_and_logout_through_the_web_app_at_the_peer() {
         },
     );
     let server = serve(listener, app::router(state));
+    App {
+        base,
+        store,
+        clock,
+        server,
+        now,
+    }
+}
 
-    let mut browser = Jar::new(&base);
-    assert_eq!(browser.get("/me").await.status, 401);
+/// Logs `browser` in through the app's `/login` as a new peer user; returns the authorization URL it was sent to.
+async fn log_in(browser: &mut Jar, user: String) -> nethealth_oidc::core::Url {
     let login = browser.get("/login").await;
-    assert_eq!(login.status, 303);
+    assert_eq!(login.status, 303, "{}", login.body);
     let auth_url: nethealth_oidc::core::Url = login.location.unwrap().parse().unwrap();
-    let user = format!("web-user-{now}");
+    let sent_to = auth_url.clone();
     let callback = tokio::task::spawn_blocking(move || {
         browser::login(&auth_url, &user, browser::Consent::All)
     })
@@ -88,6 +106,23 @@ async fn login_me_refresh_and_logout_through_the_web_app_at_the_peer() {
         .get(&web_support::path_and_query(callback.as_str()))
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
+    sent_to
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_me_refresh_and_logout_through_the_web_app_at_the_peer() {
+    let issuer = issuer("NETHEALTH_TEST_ISSUER");
+    let App {
+        base,
+        store,
+        clock,
+        server,
+        now,
+    } = app_at(&issuer).await;
+
+    let mut browser = Jar::new(&base);
+    assert_eq!(browser.get("/me").await.status, 401);
+    log_in(&mut browser, format!("web-user-{now}")).await;
     let me = browser.get("/me").await;
     assert_eq!(me.status, 200, "{}", me.body);
     let answer: serde_json::Value = serde_json::from_str(&me.body).unwrap();
@@ -119,4 +154,18 @@ async fn login_me_refresh_and_logout_through_the_web_app_at_the_peer() {
     assert!(store.is_empty(), "the session is over");
     assert_eq!(browser.get("/me").await.status, 401);
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_login_through_the_web_app_at_the_peer_that_requires_par() {
+    let app = app_at(&issuer("NETHEALTH_TEST_ISSUER_PAR")).await;
+    let mut browser = Jar::new(&app.base);
+    let auth_url = log_in(&mut browser, format!("web-par-user-{}", app.now)).await;
+    web_support::assert_pushed(auth_url.as_str());
+    let me = browser.get("/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let answer: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+    assert_eq!(answer["api_status"], 200, "{answer}");
+    assert_eq!(app.store.len(), 1);
+    app.server.abort();
 }

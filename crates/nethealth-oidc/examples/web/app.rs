@@ -159,7 +159,11 @@ async fn login(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Some(prompt) => request.prompt(prompt),
         None => request,
     };
-    let (auth_url, pending) = state.client.begin_login_with(request);
+    // Pushed first (RFC 9126) when the provider requires it: then the URL carries only client_id and request_uri.
+    let (auth_url, pending) = match state.client.start_login_with(request).await {
+        Ok(started) => started,
+        Err(e) => return error_response(&e),
+    };
     let json = match serde_json::to_string(&pending) {
         Ok(json) => json,
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),

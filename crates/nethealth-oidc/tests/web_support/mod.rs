@@ -26,6 +26,22 @@ pub fn path_and_query(url: &str) -> String {
     format!("{}?{}", url.path(), url.query().unwrap_or(""))
 }
 
+/// Asserts that `url` is a pushed login's authorization URL (RFC 9126 §4): its query names only `client_id` and
+/// `request_uri`.
+#[track_caller]
+pub fn assert_pushed(url: &str) {
+    let url: url::Url = url.parse().unwrap();
+    let names: Vec<String> = url
+        .query_pairs()
+        .map(|(name, _)| name.into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["client_id", "request_uri"],
+        "not a pushed login: {url}"
+    );
+}
+
 /// One answer of the app.
 #[derive(Debug)]
 pub struct Answer {
