@@ -72,7 +72,7 @@ async fn async_demo() -> Result<(), Box<dyn std::error::Error>> {
     let client = provider.client(registered.to_client_config(), ClientOptions::default())?;
 
     step("2.", "Log in and consent");
-    let (auth_url, pending) = client.begin_login(&Scopes::parse(SCOPES))?;
+    let (auth_url, pending) = client.start_login(&Scopes::parse(SCOPES)).await?;
     say(format!("asking for: {SCOPES}"));
     say("alice logs in and unticks patients.write on the consent page");
     let callback = Browser::new()
@@ -160,7 +160,7 @@ fn blocking_demo() -> Result<(), Box<dyn std::error::Error>> {
     let client = provider.client(registered.to_client_config(), ClientOptions::default())?;
 
     step("2.", "Log in and consent");
-    let (auth_url, pending) = client.begin_login(&Scopes::parse(SCOPES))?;
+    let (auth_url, pending) = client.start_login(&Scopes::parse(SCOPES))?;
     say("alice logs in and unticks patients.write on the consent page");
     let callback = Browser::new().login(
         auth_url.as_str(),

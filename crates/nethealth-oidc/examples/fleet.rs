@@ -48,8 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The user logs in once, on whichever replica served the callback.
     let provider = Provider::discover(http.clone(), kit.issuer()).await?;
     let client = provider.client(config.clone(), ClientOptions::default())?;
-    let (auth_url, pending) =
-        client.begin_login(&Scopes::parse("openid offline_access patients.read"))?;
+    let scopes = Scopes::parse("openid offline_access patients.read");
+    let (auth_url, pending) = client.start_login(&scopes).await?;
     let callback = Browser::new()
         .login_async(auth_url.as_str(), &Consent::GrantAll)
         .await?;
