@@ -68,6 +68,10 @@ pub struct Exchange {
 /// What a [`Flow`] asks its driver to do next. Not `#[non_exhaustive]`: a new step must break every driver until
 /// it handles it.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a step is moved straight to the driver and consumed; a box would only add an allocation per request"
+)]
 pub enum Step<T> {
     /// Send this request and hand its response to [`Flow::handle_response`]; then poll again.
     Send(Exchange),
