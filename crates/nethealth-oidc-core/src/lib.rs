@@ -38,6 +38,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod end_session;
 pub mod error;
+pub mod exchange;
 pub mod id_token;
 pub mod introspection;
 pub mod jwks;

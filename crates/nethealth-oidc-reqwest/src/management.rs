@@ -3,11 +3,11 @@
 //!
 //! [`ClientContext`]: nethealth_oidc_core::context::ClientContext
 
+use nethealth_oidc_core::Error;
+use nethealth_oidc_core::exchange::register;
 use nethealth_oidc_core::introspection::Introspection;
-use nethealth_oidc_core::registration::{self, ClientMetadata, RegisteredClient};
-use nethealth_oidc_core::retry::RequestKind;
+use nethealth_oidc_core::registration::{ClientMetadata, RegisteredClient};
 use nethealth_oidc_core::revocation::TokenRef;
-use nethealth_oidc_core::{Endpoint, Error};
 
 use crate::{Client, Provider};
 
@@ -24,12 +24,7 @@ impl Provider {
         &self,
         client: &RegisteredClient,
     ) -> Result<RegisteredClient, Error> {
-        let request = registration::read_request(client)?;
-        let response = self
-            .http()
-            .send(Endpoint::Registration, RequestKind::Idempotent, request)
-            .await?;
-        Ok(registration::parse_management_response(client, &response)?)
+        self.drive(register::read(client)).await
     }
 
     /// Replaces a client's metadata with `metadata` (RFC 7592 §2.2: the full new metadata, not a patch).
@@ -42,26 +37,14 @@ impl Provider {
         client: &RegisteredClient,
         metadata: &ClientMetadata,
     ) -> Result<RegisteredClient, Error> {
-        let request = registration::update_request(client, metadata)?;
-        let response = self
-            .http()
-            .send(Endpoint::Registration, RequestKind::OneShot, request)
-            .await?;
-        let mut updated = registration::parse_management_response(client, &response)?;
-        updated.fill_from_request(metadata);
-        Ok(updated)
+        self.drive(register::update(client, metadata)).await
     }
 
     /// Deletes a client's registration (RFC 7592 §2.3). Afterwards the provider refuses the client: a token
     /// request with it fails with `invalid_client`.
     #[tracing::instrument(name = "nethealth_oidc.registration", skip_all, fields(issuer = %self.issuer(), op = "delete"))]
     pub async fn delete_registration(&self, client: &RegisteredClient) -> Result<(), Error> {
-        let request = registration::delete_request(client)?;
-        let response = self
-            .http()
-            .send(Endpoint::Registration, RequestKind::OneShot, request)
-            .await?;
-        Ok(registration::parse_delete_response(&response)?)
+        self.drive(register::delete(client)).await
     }
 }
 
@@ -70,16 +53,8 @@ impl Client {
     /// token endpoint. An expired, revoked or unknown token is `Ok` with `active == false`, not an error.
     #[tracing::instrument(name = "nethealth_oidc.introspection", skip_all, fields(issuer = %self.provider().issuer(), token_type = token.hint()))]
     pub async fn introspect(&self, token: TokenRef<'_>) -> Result<Introspection, Error> {
-        let request = self.context().introspection_request(token, &self.stamp())?;
-        let response = self
-            .provider()
-            .http()
-            .send(
-                Endpoint::Introspection,
-                self.context().authenticated_retry(),
-                request,
-            )
-            .await?;
-        self.context().parse_introspection(&response)
+        self.provider()
+            .drive(self.context().introspect(token))
+            .await
     }
 }

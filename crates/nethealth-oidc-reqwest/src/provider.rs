@@ -1,23 +1,21 @@
 //! [`Provider`]: a discovered OpenID Provider with its signing keys cached, and [`Client`]: one registered client
 //! of it, which logs users in.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use nethealth_oidc_core::authorize::{AuthorizationRequest, PendingLogin};
 use nethealth_oidc_core::client_auth::RequestStamp;
 use nethealth_oidc_core::context::{ClientContext, ClientOptions, Grant};
-use nethealth_oidc_core::discovery::{self, ProviderMetadata};
+use nethealth_oidc_core::discovery::ProviderMetadata;
 use nethealth_oidc_core::dpop::DpopKey;
-use nethealth_oidc_core::jwks::{self, JwkSet, JwksRefreshPolicy, KeyAction, KeyCache};
-use nethealth_oidc_core::registration::{
-    self, ClientMetadata, NetHealthRegistration, RegisteredClient,
-};
-use nethealth_oidc_core::retry::RequestKind;
+use nethealth_oidc_core::exchange::{self, DpopSend, Flow, KeyCheck, Refetch, SharedKeys, Step};
+use nethealth_oidc_core::jwks::{JwkSet, JwksRefreshPolicy, KeyCache};
+use nethealth_oidc_core::registration::{ClientMetadata, NetHealthRegistration, RegisteredClient};
 use nethealth_oidc_core::revocation::TokenRef;
 use nethealth_oidc_core::secret::{AccessToken, RegistrationAccessToken};
-use nethealth_oidc_core::token;
 use nethealth_oidc_core::userinfo::UserInfo;
-use nethealth_oidc_core::{ClientConfig, Clock, Endpoint, Error, Scopes};
+use nethealth_oidc_core::{ClientConfig, Clock, Error, Scopes};
+use tracing::Instrument;
 use url::Url;
 
 use crate::HttpClient;
@@ -38,7 +36,7 @@ pub struct Provider {
 struct ProviderInner {
     http: HttpClient,
     metadata: ProviderMetadata,
-    keys: Mutex<KeyCache>,
+    keys: SharedKeys,
     refetch: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
 }
@@ -57,24 +55,8 @@ impl Provider {
         issuer: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Provider, Error> {
-        let request = discovery::discovery_request(issuer)?;
-        let response = http
-            .send(Endpoint::Discovery, RequestKind::Idempotent, request)
-            .await?;
-        let metadata = discovery::parse_discovery(issuer, &response)?;
-        let keys = match &metadata.jwks_uri {
-            Some(uri) => {
-                let response = http
-                    .send(
-                        Endpoint::Jwks,
-                        RequestKind::Idempotent,
-                        jwks::jwks_request(uri),
-                    )
-                    .await?;
-                jwks::parse_jwks(&response)?
-            }
-            None => JwkSet::default(),
-        };
+        let flow = exchange::discover(issuer)?;
+        let (metadata, keys) = drive(&http, clock.as_ref(), None, flow).await?;
         Provider::from_parts(http, metadata, keys, clock)
     }
 
@@ -87,16 +69,13 @@ impl Provider {
         clock: Arc<dyn Clock>,
     ) -> Result<Provider, Error> {
         metadata.check_endpoints()?;
-        let keys = KeyCache::new(
-            keys,
-            metadata.jwks_uri.clone(),
-            JwksRefreshPolicy::default(),
-        );
+        let policy = JwksRefreshPolicy::default();
+        let keys = KeyCache::new(keys, metadata.jwks_uri.clone(), policy);
         Ok(Provider {
             inner: Arc::new(ProviderInner {
                 http,
                 metadata,
-                keys: Mutex::new(keys),
+                keys: SharedKeys::new(keys),
                 refetch: tokio::sync::Mutex::new(()),
                 clock,
             }),
@@ -119,15 +98,7 @@ impl Provider {
         &self,
         fhir_base: &Url,
     ) -> Result<nethealth_oidc_core::smart::SmartConfiguration, Error> {
-        let request = nethealth_oidc_core::smart::smart_configuration_request(fhir_base);
-        let response = self
-            .inner
-            .http
-            .send(Endpoint::Discovery, RequestKind::Idempotent, request)
-            .await?;
-        Ok(nethealth_oidc_core::smart::parse_smart_configuration(
-            &response,
-        )?)
+        self.drive(exchange::smart_configuration(fhir_base)).await
     }
 
     /// The HTTP client.
@@ -142,18 +113,14 @@ impl Provider {
 
     /// The signing keys as cached now.
     pub fn keys(&self) -> Arc<JwkSet> {
-        self.key_cache().keys()
-    }
-
-    fn key_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
-        self.inner.keys.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.keys.keys()
     }
 
     /// Fetches the JWKS again if the rate limit allows; returns whether the keys changed. Concurrent callers
     /// share one fetch.
     pub async fn refresh_keys(&self) -> Result<bool, Error> {
-        let (_, generation) = self.key_cache().snapshot();
-        self.refetch(generation, |cache, now| cache.poll_refetch(generation, now))
+        let (_, generation) = self.inner.keys.snapshot();
+        self.drive(Refetch::asked(&self.inner.keys, generation))
             .await
     }
 
@@ -163,58 +130,14 @@ impl Provider {
         &self,
         check: impl Fn(&JwkSet) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let (keys, generation) = self.key_cache().snapshot();
-        let error = match check(&keys) {
-            Err(error) => error,
-            ok => return ok,
-        };
-        let changed = self
-            .refetch(generation, |cache, now| {
-                cache.handle_check_failure(&error, generation, now)
-            })
-            .await?;
-        if changed {
-            check(&self.keys())
-        } else {
-            Err(error)
-        }
+        self.drive(KeyCheck::new(&self.inner.keys, check)).await
     }
 
-    /// One refetch at a time: asks `decide` (under the cache's lock) what to do, and fetches if told to. Returns
-    /// whether the keys are newer than `generation`.
-    #[tracing::instrument(name = "nethealth_oidc.jwks", skip_all, fields(issuer = %self.issuer(), generation = generation))]
-    async fn refetch(
-        &self,
-        generation: u64,
-        decide: impl FnOnce(&mut KeyCache, nethealth_oidc_core::UnixTime) -> KeyAction,
-    ) -> Result<bool, Error> {
-        let _one_at_a_time = self.inner.refetch.lock().await;
-        let now = self.inner.clock.now();
-        let action = decide(&mut self.key_cache(), now);
-        tracing::debug!(action = action.name(), "JWKS refetch decided");
-        let request = match action {
-            KeyAction::Fetch { request } => request,
-            KeyAction::CheckAgain => return Ok(true),
-            _ => {
-                let cache = self.key_cache();
-                if cache.snapshot().1 == generation {
-                    tracing::debug!(
-                        next_allowed = cache.limiter().next_allowed().as_secs(),
-                        "JWKS refetch refused by the rate limit"
-                    );
-                }
-                return Ok(false);
-            }
-        };
-        let response = self
-            .inner
-            .http
-            .send(Endpoint::Jwks, RequestKind::Idempotent, request)
-            .await?;
-        let keys = jwks::parse_jwks(&response)?;
-        tracing::debug!(keys = keys.keys().len(), "JWKS fetched again");
-        self.key_cache().install(keys);
-        Ok(true)
+    /// Runs `flow` over this provider's HTTP client, clock and key-refetch lock.
+    pub(crate) async fn drive<F: Flow>(&self, flow: F) -> Result<F::Output, Error> {
+        let inner = &*self.inner;
+        let refetch = Some((&inner.refetch, self.issuer()));
+        drive(&inner.http, inner.clock.as_ref(), refetch, flow).await
     }
 
     /// Registers a client by RFC 7591 dynamic registration, with an optional initial access token.
@@ -224,21 +147,13 @@ impl Provider {
         metadata: &ClientMetadata,
         initial_access_token: Option<&RegistrationAccessToken>,
     ) -> Result<RegisteredClient, Error> {
-        let endpoint = self
-            .inner
-            .metadata
-            .registration_endpoint
-            .as_ref()
-            .ok_or(Error::Unsupported("registration endpoint"))?;
-        let request = registration::registration_request(endpoint, metadata, initial_access_token)?;
-        let response = self
-            .inner
-            .http
-            .send(Endpoint::Registration, RequestKind::OneShot, request)
-            .await?;
-        let mut registered = registration::parse_registration_response(&response)?;
-        registered.fill_from_request(metadata);
-        Ok(registered)
+        let endpoint = self.inner.metadata.registration_endpoint.as_ref();
+        self.drive(exchange::register::dynamic(
+            endpoint,
+            metadata,
+            initial_access_token,
+        ))
+        .await
     }
 
     /// Registers a client at the Net Health Accounts site's `/api/Clients/Register` action.
@@ -249,15 +164,14 @@ impl Provider {
         metadata: &ClientMetadata,
         bearer: Option<&RegistrationAccessToken>,
     ) -> Result<RegisteredClient, Error> {
-        let request = registration.request(self.issuer(), metadata, bearer)?;
-        let response = self
-            .inner
-            .http
-            .send(Endpoint::Registration, RequestKind::OneShot, request)
-            .await?;
-        let mut registered = registration.parse_response(&response)?;
-        registered.fill_from_request(metadata);
-        Ok(registered)
+        let issuer = self.issuer();
+        self.drive(exchange::register::net_health(
+            registration,
+            issuer,
+            metadata,
+            bearer,
+        ))
+        .await
     }
 
     /// A client of this provider.
@@ -267,6 +181,40 @@ impl Provider {
             provider: self.clone(),
             context: Arc::new(context),
         })
+    }
+}
+
+/// The one driver of every [`Flow`]: sends what the flow asks for, holds the key-refetch lock (and its
+/// `nethealth_oidc.jwks` span) while the flow asks for it, and returns the flow's result. A transport error ends
+/// the flow.
+async fn drive<F: Flow>(
+    http: &HttpClient,
+    clock: &dyn Clock,
+    refetch: Option<(&tokio::sync::Mutex<()>, &str)>,
+    mut flow: F,
+) -> Result<F::Output, Error> {
+    let mut held = None;
+    loop {
+        let step = flow.poll(clock.now(), &mut rand::rng())?;
+        match step {
+            Step::Send(exchange) => {
+                tracing::debug!(endpoint = %exchange.endpoint, why = exchange.why, "sending");
+                let send = http.send(exchange.endpoint, exchange.kind, exchange.request);
+                let response = match &held {
+                    Some((_, span)) => send.instrument(tracing::Span::clone(span)).await,
+                    None => send.await,
+                }?;
+                flow.handle_response(response);
+            }
+            Step::LockKeys { generation } => {
+                let (lock, issuer) = refetch.ok_or(Error::Unsupported("JWKS refetch"))?;
+                let span = tracing::info_span!("nethealth_oidc.jwks", issuer = %issuer, generation);
+                let guard = lock.lock().instrument(span.clone()).await;
+                held = Some((guard, span));
+            }
+            Step::UnlockKeys => held = None,
+            Step::Done(output) => return Ok(output),
+        }
     }
 }
 
@@ -311,11 +259,10 @@ impl Client {
     /// A client whose logins are pushed (the provider requires PAR, or [`ClientOptions::with_par`]) gets
     /// [`AuthorizeRequestError::MustPush`](nethealth_oidc_core::authorize::AuthorizeRequestError::MustPush): use
     /// [`start_login`](Self::start_login), which works with every provider.
+    #[tracing::instrument(name = "nethealth_oidc.login.begin", skip_all, fields(issuer = %self.provider.issuer()))]
     pub fn begin_login(&self, scopes: &Scopes) -> Result<(Url, PendingLogin), Error> {
-        if self.context.pushes_logins()? {
-            return Err(nethealth_oidc_core::authorize::AuthorizeRequestError::MustPush.into());
-        }
-        Ok(self.begin_login_with(self.login_request(scopes)?))
+        let now = self.provider.clock().now();
+        self.context.begin_login(scopes, &mut rand::rng(), now)
     }
 
     /// Starts a login from a customised request, as a plain authorization URL (never pushed).
@@ -336,21 +283,7 @@ impl Client {
         &self,
         request: AuthorizationRequest,
     ) -> Result<(Url, PendingLogin), Error> {
-        let push = self.context.pushes_logins()?;
-        let now = self.provider.clock().now();
-        let (url, pending) = request.build(&mut rand::rng(), now);
-        if !push {
-            return Ok((url, pending));
-        }
-        let request = self
-            .context
-            .pushed_authorization_request(&url, &self.stamp())?;
-        let response = self
-            .provider
-            .http()
-            .send(Endpoint::PushedAuthorization, RequestKind::OneShot, request)
-            .await?;
-        self.context.complete_push(pending, &response, now)
+        self.provider.drive(self.context.start_login(request)).await
     }
 
     /// Sends a token-endpoint request, with a DPoP proof when `key` is given, answering one `use_dpop_nonce`
@@ -360,51 +293,8 @@ impl Client {
         request: http::Request<Vec<u8>>,
         key: Option<&DpopKey>,
     ) -> Result<http::Response<Vec<u8>>, Error> {
-        self.send_dpop(Endpoint::Token, RequestKind::OneShot, request, key, None)
-            .await
-    }
-
-    /// Sends `request` to `endpoint`, with a DPoP proof (and `Authorization: DPoP` for `access_token`) when `key`
-    /// is given; a `use_dpop_nonce` challenge is answered with exactly one more request, never a second.
-    pub(crate) async fn send_dpop(
-        &self,
-        endpoint: Endpoint,
-        kind: RequestKind,
-        request: http::Request<Vec<u8>>,
-        key: Option<&DpopKey>,
-        access_token: Option<&AccessToken>,
-    ) -> Result<http::Response<Vec<u8>>, Error> {
-        let http = self.provider.http();
-        let Some(key) = key else {
-            return Ok(http.send(endpoint, kind, request).await?);
-        };
-        let nonces = self.context.dpop_nonces();
-        let url = Url::parse(&request.uri().to_string())
-            .map_err(|_| nethealth_oidc_core::dpop::DpopError::BadUrl(request.uri().to_string()))?;
-        let clock = self.provider.clock();
-        let signed = key.sign(
-            &request,
-            access_token,
-            nonces,
-            clock.now(),
-            &mut rand::rng(),
-        )?;
-        let response = http.send(endpoint, kind, signed).await?;
-        if !nonces.handle_response(&url, response.status(), response.headers(), response.body()) {
-            return Ok(response);
-        }
-        tracing::debug!(%endpoint, "the server asked for a DPoP nonce; sending once more with it");
-        let signed = key.sign(
-            &request,
-            access_token,
-            nonces,
-            clock.now(),
-            &mut rand::rng(),
-        )?;
-        let response = http.send(endpoint, kind, signed).await?;
-        // A second challenge is not answered: it reaches the caller as the typed `use_dpop_nonce` error.
-        nonces.handle_response(&url, response.status(), response.headers(), response.body());
-        Ok(response)
+        let flow = DpopSend::token(&self.context, request, key.cloned());
+        self.provider.drive(flow).await
     }
 
     /// Finishes a login: checks the callback URL the browser came back to, exchanges the code, verifies the ID
@@ -416,38 +306,17 @@ impl Client {
         pending: &PendingLogin,
         callback_url: &Url,
     ) -> Result<Grant, Error> {
-        let stamp = self.stamp();
-        let now = stamp.now();
-        let request = self
-            .context
-            .exchange_request(pending, callback_url, &stamp)?;
-        let key = self.context.new_dpop_key(&mut rand::rng())?;
-        let response = self.send_token_request(request, key.as_ref()).await?;
-        let response = token::parse_token_response(&response)?;
-        let grant = self
-            .provider
-            .with_keys(|keys| {
-                self.context
-                    .complete_login(pending, response.clone(), keys, now)
-            })
-            .await?;
-        Ok(grant.with_dpop_key(key))
+        let keys = &self.provider.inner.keys;
+        let flow = self.context.finish_login(keys, pending, callback_url);
+        self.provider.drive(flow).await
     }
 
     /// Gets a token for the client itself (machine to machine).
     #[tracing::instrument(name = "nethealth_oidc.token", skip_all, fields(issuer = %self.provider.issuer(), grant_type = "client_credentials"))]
     pub async fn client_credentials(&self, scopes: &Scopes) -> Result<Grant, Error> {
-        let stamp = self.stamp();
-        let now = stamp.now();
-        let scope = (!scopes.is_empty()).then_some(scopes);
-        let request = self.context.client_credentials_request(scope, &stamp)?;
-        let key = self.context.new_dpop_key(&mut rand::rng())?;
-        let response = self.send_token_request(request, key.as_ref()).await?;
-        let response = token::parse_token_response(&response)?;
-        Ok(self
-            .context
-            .complete_client_credentials(scopes, response, now)
-            .with_dpop_key(key))
+        let keys = &self.provider.inner.keys;
+        let flow = self.context.client_credentials(keys, scopes);
+        self.provider.drive(flow).await
     }
 
     /// Asks the userinfo endpoint about the user `sub` (the ID token's), with `access_token`.
@@ -463,34 +332,18 @@ impl Client {
         sub: &str,
         key: Option<&DpopKey>,
     ) -> Result<UserInfo, Error> {
-        let request = self.context.userinfo_request(access_token)?;
-        let response = self
-            .send_dpop(
-                Endpoint::Userinfo,
-                RequestKind::Idempotent,
-                request,
-                key,
-                Some(access_token),
-            )
-            .await?;
-        self.context.parse_userinfo(&response, sub)
+        let flow = self.context.userinfo(access_token, sub, key)?;
+        self.provider.drive(flow).await
     }
 
     /// Revokes a token (RFC 7009).
     #[tracing::instrument(name = "nethealth_oidc.revocation", skip_all, fields(issuer = %self.provider.issuer(), token_type = token.hint()))]
     pub async fn revoke(&self, token: TokenRef<'_>) -> Result<(), Error> {
-        let request = self.context.revocation_request(token, &self.stamp())?;
-        let response = self
-            .provider
-            .http()
-            .send(
-                Endpoint::Revocation,
-                self.context.authenticated_retry(),
-                request,
-            )
-            .await?;
-        Ok(nethealth_oidc_core::revocation::parse_revocation(
-            &response,
-        )?)
+        self.provider.drive(self.context.revoke(token)).await
+    }
+
+    /// The provider's keys, for the flows that check an ID token.
+    pub(crate) fn keys(&self) -> &SharedKeys {
+        &self.provider.inner.keys
     }
 }
