@@ -277,6 +277,13 @@ const RATIO_CHECKS: &[RatioCheck] = &[
         max_ratio: 1.5,
         what: "one refresh at the local site over RedisStore (lease, re-read, fenced save, release) vs over MemoryStore",
     },
+    RatioCheck {
+        group: "expiry_stampede",
+        bench: "async_10000_tasks_p99",
+        baseline: "one_task_refresh_round_trip",
+        max_ratio: 2.0,
+        what: "p99 latency of 10,000 async tasks at expiry (exactly 1 token request) vs one refresh round trip alone",
+    },
 ];
 
 /// Runs the benches, then checks every [`RATIO_CHECKS`] row against criterion's median estimates.

@@ -112,7 +112,7 @@ pub fn code_verifier_from_bytes(bytes: &[u8; 32]) -> CodeVerifier {
 
 /// The `S256` code challenge: `BASE64URL(SHA256(ASCII(verifier)))` without padding (RFC 7636 §4.2).
 pub fn code_challenge_s256(verifier: &CodeVerifier) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose_secret().as_bytes()))
+    code_challenge_s256_into(verifier, &mut [0u8; CHALLENGE_LEN]).to_owned()
 }
 
 /// Whether the login uses PKCE.
@@ -404,6 +404,10 @@ impl AuthorizationRequest {
     }
 
     /// [`build`](Self::build) with fixed values; `verifier` is dropped when PKCE is disabled.
+    ///
+    /// The query is written once, straight into the URL by `url`'s form encoder (setting a finished query string
+    /// would parse it a second time), with no temporary string per parameter: the code challenge is encoded on the
+    /// stack, the lists (`scope`, `prompt`, ...) share one scratch buffer.
     pub(crate) fn build_inner(
         self,
         state: State,
@@ -416,53 +420,55 @@ impl AuthorizationRequest {
             Pkce::Disabled => None,
         };
         let mut url = self.authorization_endpoint;
-        let kept: Vec<(String, String)> = url
-            .query_pairs()
-            .filter(|(k, _)| !is_reserved(k))
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let kept: Vec<(String, String)> = match url.query() {
+            Some(existing) => url::form_urlencoded::parse(existing.as_bytes())
+                .filter(|(k, _)| !is_reserved(k))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            None => Vec::new(),
+        };
         url.set_query(None);
-        {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in &kept {
-                q.append_pair(k, v);
-            }
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &self.client_id)
-                .append_pair("redirect_uri", self.redirect_uri.as_str())
-                .append_pair("scope", &self.scopes.to_string())
-                .append_pair("state", state.expose_secret())
-                .append_pair("nonce", nonce.expose_secret());
-            if let Some(v) = &code_verifier {
-                q.append_pair("code_challenge", &code_challenge_s256(v))
-                    .append_pair("code_challenge_method", "S256");
-            }
-            if !self.prompt.is_empty() {
-                let p: Vec<&str> = self.prompt.iter().map(|p| p.as_str()).collect();
-                q.append_pair("prompt", &p.join(" "));
-            } else if self.scopes.contains(OFFLINE_ACCESS) {
-                // OpenID Connect Core §11: without prompt=consent a provider may ignore offline_access.
-                q.append_pair("prompt", Prompt::Consent.as_str());
-            }
-            if let Some(h) = &self.login_hint {
-                q.append_pair("login_hint", h);
-            }
-            if let Some(m) = self.max_age {
-                q.append_pair("max_age", &m.to_string());
-            }
-            if !self.acr_values.is_empty() {
-                q.append_pair("acr_values", &self.acr_values.join(" "));
-            }
-            for r in &self.resources {
-                q.append_pair("resource", r.as_str());
-            }
-            if !self.ui_locales.is_empty() {
-                q.append_pair("ui_locales", &self.ui_locales.join(" "));
-            }
-            for (k, v) in &self.custom {
-                q.append_pair(k, v);
-            }
+        let mut query = FormQuery::new(url.query_pairs_mut());
+        for (k, v) in &kept {
+            query.pair(k, v);
         }
+        query.pair("response_type", "code");
+        query.pair("client_id", &self.client_id);
+        query.pair("redirect_uri", self.redirect_uri.as_str());
+        query.list("scope", self.scopes.iter());
+        query.pair("state", state.expose_secret());
+        query.pair("nonce", nonce.expose_secret());
+        if let Some(v) = &code_verifier {
+            let mut challenge = [0u8; CHALLENGE_LEN];
+            let challenge = code_challenge_s256_into(v, &mut challenge);
+            query.pair("code_challenge", challenge);
+            query.pair("code_challenge_method", "S256");
+        }
+        if !self.prompt.is_empty() {
+            query.list("prompt", self.prompt.iter().map(|p| p.as_str()));
+        } else if self.scopes.contains(OFFLINE_ACCESS) {
+            // OpenID Connect Core §11: without prompt=consent a provider may ignore offline_access.
+            query.pair("prompt", Prompt::Consent.as_str());
+        }
+        if let Some(h) = &self.login_hint {
+            query.pair("login_hint", h);
+        }
+        if let Some(m) = self.max_age {
+            query.number("max_age", m);
+        }
+        if !self.acr_values.is_empty() {
+            query.list("acr_values", self.acr_values.iter().map(String::as_str));
+        }
+        for r in &self.resources {
+            query.pair("resource", r.as_str());
+        }
+        if !self.ui_locales.is_empty() {
+            query.list("ui_locales", self.ui_locales.iter().map(String::as_str));
+        }
+        for (k, v) in &self.custom {
+            query.pair(k, v);
+        }
+        drop(query);
         let pending = PendingLogin {
             state,
             nonce,
@@ -476,6 +482,65 @@ impl AuthorizationRequest {
             request_uri_expires_at: None,
         };
         (url, pending)
+    }
+}
+
+/// The length of an `S256` code challenge: 32 bytes of SHA-256, base64url without padding.
+const CHALLENGE_LEN: usize = 43;
+
+/// The `S256` code challenge of `verifier`, written into `out` (no allocation on the login path).
+fn code_challenge_s256_into<'a>(
+    verifier: &CodeVerifier,
+    out: &'a mut [u8; CHALLENGE_LEN],
+) -> &'a str {
+    let digest = Sha256::digest(verifier.expose_secret().as_bytes());
+    // 32 bytes are always 43 base64url characters, so neither can fail: `out` is exactly that long, and base64
+    // output is ASCII.
+    let n = URL_SAFE_NO_PAD
+        .encode_slice(digest, out)
+        .expect("32 bytes encode to 43 base64url characters");
+    std::str::from_utf8(&out[..n]).expect("base64url output is ASCII")
+}
+
+/// The query of the authorization URL being written through `url`'s own form encoder, straight into the URL (no
+/// second parse), with one scratch buffer for the space-separated lists.
+struct FormQuery<'a> {
+    pairs: url::form_urlencoded::Serializer<'a, url::UrlQuery<'a>>,
+    scratch: String,
+}
+
+impl<'a> FormQuery<'a> {
+    fn new(pairs: url::form_urlencoded::Serializer<'a, url::UrlQuery<'a>>) -> Self {
+        FormQuery {
+            pairs,
+            scratch: String::with_capacity(128),
+        }
+    }
+
+    /// Appends `name=value`.
+    fn pair(&mut self, name: &str, value: &str) {
+        self.pairs.append_pair(name, value);
+    }
+
+    /// Appends `name=n` in decimal.
+    fn number(&mut self, name: &str, n: u64) {
+        use std::fmt::Write as _;
+        self.scratch.clear();
+        // Writing into a String cannot fail.
+        let _ = write!(self.scratch, "{n}");
+        self.pairs.append_pair(name, &self.scratch);
+    }
+
+    /// Appends `name=` with `values` joined by spaces (the wire form of `scope`, `prompt`, `acr_values`, ...).
+    fn list<'v>(&mut self, name: &str, values: impl IntoIterator<Item = &'v str>) {
+        self.scratch.clear();
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.scratch.push(' ');
+            }
+            self.scratch.push_str(value);
+        }
+        self.pairs.append_pair(name, &self.scratch);
     }
 }
 
@@ -991,6 +1056,76 @@ mod tests {
         u.query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
+    }
+
+    /// Tricky text in every place a caller can put text: the URL decodes (with `url`'s own `query_pairs`) to exactly
+    /// the parameters given, in order, and its bytes are what `url`'s `query_pairs_mut` writes for them.
+    #[test]
+    fn tricky_values_decode_back_to_exactly_the_parameters_given() {
+        let tricky = "a b&c=d+e%f%20g\u{e9}\u{20ac}\u{1f600}*-._~/?#[]@!$'(),;:";
+        let endpoint = url(
+            "https://accounts.example.com/connect/authorize?tenant=a+b%26c%3D%25&x=%C3%A9&scope=evil",
+        );
+        let redirect = url("http://127.0.0.1:8080/cb/%C3%A9?next=/a%20b&x=%2F+\u{e9}");
+        let resource = url("https://api.example.com/fhir?x=1&y=a%26b");
+        let request =
+            AuthorizationRequest::new(endpoint, ISSUER, "nh app&x=1+%\u{e9}", redirect.clone())
+                .unwrap()
+                .scope("patients.read fhir:Patient/*.read a&b=c+d%e \u{e9}t\u{e9} offline_access")
+                .login_hint(tricky)
+                .max_age(Duration::from_secs(u64::MAX))
+                .acr_value("urn:mace:incommon:iap:silver")
+                .acr_value("a b")
+                .resource(resource.clone())
+                .unwrap()
+                .ui_locale("de-CH")
+                .ui_locale("fr+FR")
+                .param("weird name=&+%\u{e9}", tricky)
+                .unwrap()
+                .param("empty", "")
+                .unwrap();
+        let scopes = request.requested_scopes().to_string();
+        let (u, p) = request.build_inner(
+            State::new("state-123"),
+            Nonce::new("nonce-456"),
+            CodeVerifier::new(RFC_VERIFIER),
+            UnixTime::EPOCH,
+        );
+        let expected: Vec<(&str, &str)> = vec![
+            ("tenant", "a b&c=%"),
+            ("x", "\u{e9}"),
+            ("response_type", "code"),
+            ("client_id", "nh app&x=1+%\u{e9}"),
+            ("redirect_uri", redirect.as_str()),
+            ("scope", &scopes),
+            ("state", "state-123"),
+            ("nonce", "nonce-456"),
+            ("code_challenge", RFC_CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("prompt", "consent"),
+            ("login_hint", tricky),
+            ("max_age", "18446744073709551615"),
+            ("acr_values", "urn:mace:incommon:iap:silver a b"),
+            ("resource", resource.as_str()),
+            ("ui_locales", "de-CH fr+FR"),
+            ("weird name=&+%\u{e9}", tricky),
+            ("empty", ""),
+        ];
+        assert_eq!(
+            scopes,
+            "a&b=c+d%e fhir:Patient/*.read offline_access openid patients.read \u{e9}t\u{e9}"
+        );
+        let got = pairs(&u);
+        let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, expected);
+
+        let mut reference = url("https://accounts.example.com/connect/authorize");
+        reference.query_pairs_mut().extend_pairs(&expected);
+        assert_eq!(u.as_str(), reference.as_str());
+        assert_eq!(Url::parse(u.as_str()).unwrap(), u);
+        assert_eq!(p.redirect_uri(), &redirect);
+        assert_eq!(p.client_id(), "nh app&x=1+%\u{e9}");
+        assert_eq!(p.max_age(), Some(Duration::from_secs(u64::MAX)));
     }
 
     #[test]

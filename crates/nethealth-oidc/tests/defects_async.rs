@@ -266,6 +266,49 @@ async fn concurrent_401s_cause_one_refresh() {
     assert_eq!(kit.requests(Endpoint::Token), before + 1, "one refresh");
 }
 
+/// 10,000 tasks that ask for the token the moment it falls due make exactly one token request between them, and
+/// every one of them gets the new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_tasks_at_expiry_make_one_token_request() {
+    const TASKS: usize = 10_000;
+    let kit = kit().await;
+    let (clock, client) = client_at(&kit).await;
+    let session = client
+        .session(login(&client).await.unwrap(), SessionOptions::default())
+        .await
+        .unwrap();
+    let old = session.access_token().await.unwrap();
+    let before = kit.requests(Endpoint::Token);
+    advance(&kit, &clock, Duration::from_secs(3600));
+    // Every task is running before the first one asks, so the ones behind it find the refresh in flight.
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let session = session.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                session.access_token().await
+            })
+        })
+        .collect();
+    let mut tokens = Vec::with_capacity(TASKS);
+    for task in tasks {
+        tokens.push(task.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        kit.requests(Endpoint::Token),
+        before + 1,
+        "one refresh for 10,000 callers"
+    );
+    let new = session.access_token().await.unwrap();
+    assert!(!new.ct_eq(&old), "the token was refreshed");
+    assert!(
+        tokens.iter().all(|t| t.ct_eq(&new)),
+        "every task got the new token"
+    );
+}
+
 /// Defect 5: the caller's own mistakes and a login finished by the wrong client get their own typed errors.
 #[tokio::test]
 async fn errors_say_whose_mistake_it_is() {

@@ -259,6 +259,48 @@ fn concurrent_401s_cause_one_refresh() {
     assert_eq!(kit.requests(Endpoint::Token), before + 1, "one refresh");
 }
 
+/// 1,000 threads that ask for the token the moment it falls due make exactly one token request between them, and
+/// every one of them gets the new token.
+#[test]
+fn a_thousand_threads_at_expiry_make_one_token_request() {
+    const THREADS: usize = 1_000;
+    let kit = kit();
+    let (clock, client) = client_at(&kit);
+    let session = client
+        .session(login(&client).unwrap(), SessionOptions::default())
+        .unwrap();
+    let old = session.access_token().unwrap();
+    let before = kit.requests(Endpoint::Token);
+    advance(&kit, &clock, Duration::from_secs(3600));
+    // Every thread is running before the first one asks, so the ones behind it find the refresh in flight.
+    let start = std::sync::Barrier::new(THREADS);
+    let tokens: Vec<_> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    session.access_token()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect()
+    });
+    assert_eq!(
+        kit.requests(Endpoint::Token),
+        before + 1,
+        "one refresh for 1,000 callers"
+    );
+    let new = session.access_token().unwrap();
+    assert!(!new.ct_eq(&old), "the token was refreshed");
+    assert!(
+        tokens.iter().all(|t| t.ct_eq(&new)),
+        "every thread got the new token"
+    );
+}
+
 /// Defect 5: the caller's own mistakes and a login finished by the wrong client get their own typed errors.
 #[test]
 fn errors_say_whose_mistake_it_is() {
