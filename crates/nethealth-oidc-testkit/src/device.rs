@@ -13,7 +13,9 @@ use serde_json::json;
 
 use crate::model::{ClientSpec, Endpoint, SCOPES};
 use crate::pages::ConsentPage;
-use crate::provider::{authenticate_client, error_page, grant_error, issue_tokens};
+use crate::provider::{
+    AuthenticatedPost, authenticated_post, error_page, grant_error, issue_tokens,
+};
 use crate::server::{Params, Reply, Req, html, json, method_not_allowed};
 use crate::state::{Config, Shared, State, random_handle};
 
@@ -61,19 +63,15 @@ fn user_code() -> String {
 
 /// `POST /connect/deviceauthorization`.
 pub(crate) fn authorization(shared: &Shared, req: &Req) -> Reply {
-    if req.method != Method::POST {
-        return method_not_allowed("POST");
-    }
-    let form = match req.form_params() {
-        Ok(f) => f,
+    let AuthenticatedPost {
+        form,
+        mut state,
+        client,
+    } = match authenticated_post(shared, req) {
+        Ok(post) => post,
         Err(reply) => return reply,
     };
     let cfg = &shared.config;
-    let mut state = shared.lock();
-    let client = match authenticate_client(cfg, &mut state, req, &form) {
-        Ok(c) => c,
-        Err(reply) => return reply,
-    };
     let scope = match form.single("scope") {
         Ok(s) => s.unwrap_or("openid"),
         Err(e) => return grant_error("invalid_request", &e),

@@ -19,15 +19,15 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::StatusCode;
 use http::header::{self, HeaderValue};
-use http::{Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::model::Endpoint;
-use crate::provider::{authenticate_client, grant_error};
-use crate::server::{Params, Reply, Req, json, method_not_allowed, oauth_error};
+use crate::provider::{AuthenticatedPost, authenticated_post, grant_error};
+use crate::server::{Params, Reply, Req, json, oauth_error};
 use crate::state::{Config, Shared, State, random_handle};
 
 /// How long a proof's `iat` may be from the site's clock, in seconds.
@@ -79,17 +79,12 @@ impl Default for ParDpop {
 
 /// `POST /connect/par`.
 pub(crate) fn par(shared: &Shared, req: &Req) -> Reply {
-    if req.method != Method::POST {
-        return method_not_allowed("POST");
-    }
-    let form = match req.form_params() {
-        Ok(f) => f,
-        Err(reply) => return reply,
-    };
-    let cfg = &shared.config;
-    let mut state = shared.lock();
-    let client = match authenticate_client(cfg, &mut state, req, &form) {
-        Ok(c) => c,
+    let AuthenticatedPost {
+        form,
+        mut state,
+        client,
+    } = match authenticated_post(shared, req) {
+        Ok(post) => post,
         Err(reply) => return reply,
     };
     if form.single("request_uri").ok().flatten().is_some() {

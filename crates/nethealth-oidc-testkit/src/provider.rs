@@ -3,6 +3,8 @@
 // Handlers return their HTTP answer as the `Err` of early checks; its size does not matter here.
 #![allow(clippy::result_large_err)]
 
+use std::sync::MutexGuard;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::header::{self, HeaderValue};
@@ -743,6 +745,32 @@ fn authenticate_assertion(
     Ok(client)
 }
 
+/// What every client-authenticated endpoint (token, PAR, device authorization, revocation, introspection) begins
+/// with: a POST, its form, the state locked, and the client authenticated.
+pub(crate) struct AuthenticatedPost<'a> {
+    pub(crate) form: Params,
+    pub(crate) state: MutexGuard<'a, State>,
+    pub(crate) client: ClientSpec,
+}
+
+/// Checks the method, reads the form, locks the state and authenticates the client, or says why not.
+pub(crate) fn authenticated_post<'a>(
+    shared: &'a Shared,
+    req: &Req,
+) -> Result<AuthenticatedPost<'a>, Reply> {
+    if req.method != Method::POST {
+        return Err(method_not_allowed("POST"));
+    }
+    let form = req.form_params()?;
+    let mut state = shared.lock();
+    let client = authenticate_client(&shared.config, &mut state, req, &form)?;
+    Ok(AuthenticatedPost {
+        form,
+        state,
+        client,
+    })
+}
+
 /// Authenticates the client of a token, revocation or introspection request.
 pub(crate) fn authenticate_client(
     cfg: &Config,
@@ -921,19 +949,15 @@ fn id_token(
 }
 
 pub(crate) fn token(shared: &Shared, req: &Req) -> Reply {
-    if req.method != Method::POST {
-        return method_not_allowed("POST");
-    }
-    let form = match req.form_params() {
-        Ok(f) => f,
+    let AuthenticatedPost {
+        form,
+        mut state,
+        client,
+    } = match authenticated_post(shared, req) {
+        Ok(post) => post,
         Err(reply) => return reply,
     };
     let cfg = &shared.config;
-    let mut state = shared.lock();
-    let client = match authenticate_client(cfg, &mut state, req, &form) {
-        Ok(c) => c,
-        Err(reply) => return reply,
-    };
     state.par_dpop.binding = match crate::par_dpop::check_token_proof(cfg, &mut state, req) {
         Ok(jkt) => jkt,
         Err(reply) => return reply,
@@ -1391,19 +1415,15 @@ pub(crate) fn userinfo(shared: &Shared, req: &Req) -> Reply {
 }
 
 pub(crate) fn revocation(shared: &Shared, req: &Req) -> Reply {
-    if req.method != Method::POST {
-        return method_not_allowed("POST");
-    }
-    let form = match req.form_params() {
-        Ok(f) => f,
+    let AuthenticatedPost {
+        form,
+        mut state,
+        client,
+    } = match authenticated_post(shared, req) {
+        Ok(post) => post,
         Err(reply) => return reply,
     };
     let cfg = &shared.config;
-    let mut state = shared.lock();
-    let client = match authenticate_client(cfg, &mut state, req, &form) {
-        Ok(c) => c,
-        Err(reply) => return reply,
-    };
     let token = match form.single("token") {
         Ok(Some(t)) => t,
         Ok(None) => return grant_error("invalid_request", "The token parameter is missing"),
@@ -1460,18 +1480,11 @@ fn verify_any(
 }
 
 pub(crate) fn introspection(shared: &Shared, req: &Req) -> Reply {
-    if req.method != Method::POST {
-        return method_not_allowed("POST");
-    }
-    let form = match req.form_params() {
-        Ok(f) => f,
+    let AuthenticatedPost { form, state, .. } = match authenticated_post(shared, req) {
+        Ok(post) => post,
         Err(reply) => return reply,
     };
     let cfg = &shared.config;
-    let mut state = shared.lock();
-    if let Err(reply) = authenticate_client(cfg, &mut state, req, &form) {
-        return reply;
-    }
     let token = match form.single("token") {
         Ok(Some(t)) => t,
         Ok(None) => return grant_error("invalid_request", "The token parameter is missing"),
