@@ -13,9 +13,7 @@ use serde_json::json;
 
 use crate::model::{ClientSpec, Endpoint, SCOPES};
 use crate::pages::ConsentPage;
-use crate::provider::{
-    AuthenticatedPost, authenticated_post, error_page, grant_error, issue_tokens,
-};
+use crate::provider::{authenticated_post, error_page, grant_error, issue_tokens};
 use crate::server::{Params, Reply, Req, html, json, method_not_allowed};
 use crate::state::{Config, Shared, State, random_handle};
 
@@ -63,11 +61,7 @@ fn user_code() -> String {
 
 /// `POST /connect/deviceauthorization`.
 pub(crate) fn authorization(shared: &Shared, req: &Req) -> Reply {
-    let AuthenticatedPost {
-        form,
-        mut state,
-        client,
-    } = match authenticated_post(shared, req) {
+    let (form, mut state, client) = match authenticated_post(shared, req) {
         Ok(post) => post,
         Err(reply) => return reply,
     };

@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::model::Endpoint;
-use crate::provider::{AuthenticatedPost, authenticated_post, grant_error};
+use crate::provider::{authenticated_post, grant_error};
 use crate::server::{Params, Reply, Req, json, oauth_error};
 use crate::state::{Config, Shared, State, random_handle};
 
@@ -79,11 +79,7 @@ impl Default for ParDpop {
 
 /// `POST /connect/par`.
 pub(crate) fn par(shared: &Shared, req: &Req) -> Reply {
-    let AuthenticatedPost {
-        form,
-        mut state,
-        client,
-    } = match authenticated_post(shared, req) {
+    let (form, mut state, client) = match authenticated_post(shared, req) {
         Ok(post) => post,
         Err(reply) => return reply,
     };

@@ -746,29 +746,18 @@ fn authenticate_assertion(
 }
 
 /// What every client-authenticated endpoint (token, PAR, device authorization, revocation, introspection) begins
-/// with: a POST, its form, the state locked, and the client authenticated.
-pub(crate) struct AuthenticatedPost<'a> {
-    pub(crate) form: Params,
-    pub(crate) state: MutexGuard<'a, State>,
-    pub(crate) client: ClientSpec,
-}
-
-/// Checks the method, reads the form, locks the state and authenticates the client, or says why not.
+/// with: checks the method, reads the form, locks the state and authenticates the client, or says why not.
 pub(crate) fn authenticated_post<'a>(
     shared: &'a Shared,
     req: &Req,
-) -> Result<AuthenticatedPost<'a>, Reply> {
+) -> Result<(Params, MutexGuard<'a, State>, ClientSpec), Reply> {
     if req.method != Method::POST {
         return Err(method_not_allowed("POST"));
     }
     let form = req.form_params()?;
     let mut state = shared.lock();
     let client = authenticate_client(&shared.config, &mut state, req, &form)?;
-    Ok(AuthenticatedPost {
-        form,
-        state,
-        client,
-    })
+    Ok((form, state, client))
 }
 
 /// Authenticates the client of a token, revocation or introspection request.
@@ -949,11 +938,7 @@ fn id_token(
 }
 
 pub(crate) fn token(shared: &Shared, req: &Req) -> Reply {
-    let AuthenticatedPost {
-        form,
-        mut state,
-        client,
-    } = match authenticated_post(shared, req) {
+    let (form, mut state, client) = match authenticated_post(shared, req) {
         Ok(post) => post,
         Err(reply) => return reply,
     };
@@ -1415,11 +1400,7 @@ pub(crate) fn userinfo(shared: &Shared, req: &Req) -> Reply {
 }
 
 pub(crate) fn revocation(shared: &Shared, req: &Req) -> Reply {
-    let AuthenticatedPost {
-        form,
-        mut state,
-        client,
-    } = match authenticated_post(shared, req) {
+    let (form, mut state, client) = match authenticated_post(shared, req) {
         Ok(post) => post,
         Err(reply) => return reply,
     };
@@ -1480,7 +1461,7 @@ fn verify_any(
 }
 
 pub(crate) fn introspection(shared: &Shared, req: &Req) -> Reply {
-    let AuthenticatedPost { form, state, .. } = match authenticated_post(shared, req) {
+    let (form, state, _) = match authenticated_post(shared, req) {
         Ok(post) => post,
         Err(reply) => return reply,
     };
