@@ -52,8 +52,8 @@ use crate::secret::AccessToken;
 use crate::time::UnixTime;
 use crate::token;
 
-/// One request for the driver to send: where, how it may be retried, and why (a short label for traces).
-#[derive(Debug)]
+/// One request for the driver to send: where, how it may be retried, and why (a short label for traces). Its
+/// `Debug` shows the method, the URL without query and the body's length, never a header or the body.
 pub struct Exchange {
     /// The endpoint, for errors, traces and the retry policy.
     pub endpoint: Endpoint,
@@ -63,6 +63,17 @@ pub struct Exchange {
     pub request: Request<Vec<u8>>,
     /// Why it is sent: `request`, `dpop_nonce_retry`, `jwks`, `jwks_refetch` (never a value from the request).
     pub why: &'static str,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("endpoint", &self.endpoint)
+            .field("kind", &self.kind)
+            .field("request", &crate::wire::RequestSummary(&self.request))
+            .field("why", &self.why)
+            .finish()
+    }
 }
 
 /// What a [`Flow`] asks its driver to do next. Not `#[non_exhaustive]`: a new step must break every driver until

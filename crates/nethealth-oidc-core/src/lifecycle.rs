@@ -258,8 +258,7 @@ impl LifecycleConfig {
     }
 }
 
-/// What the driver should do now.
-#[derive(Debug)]
+/// What the driver should do now. `Debug` never shows a request's body or headers.
 #[non_exhaustive]
 pub enum Action {
     /// The current access token is good: use it.
@@ -291,13 +290,48 @@ pub enum Action {
 }
 
 /// A renewal to send, from [`Lifecycle::poll_renewal`].
-#[derive(Debug)]
 #[non_exhaustive]
 pub struct RenewalRequest {
     /// The token request.
     pub request: http::Request<Vec<u8>>,
     /// A refresh (`true`) or a new client-credentials request (`false`).
     pub is_refresh: bool,
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::wire::RequestSummary;
+        match self {
+            Action::UseToken => f.write_str("UseToken"),
+            Action::Refresh { request } => f
+                .debug_struct("Refresh")
+                .field("request", &RequestSummary(request))
+                .finish(),
+            Action::RequestNewToken { request } => f
+                .debug_struct("RequestNewToken")
+                .field("request", &RequestSummary(request))
+                .finish(),
+            Action::Wait => f.write_str("Wait"),
+            Action::Unavailable { error, retry_at } => f
+                .debug_struct("Unavailable")
+                .field("error", error)
+                .field("retry_at", retry_at)
+                .finish(),
+            Action::LoginRequired { reason } => f
+                .debug_struct("LoginRequired")
+                .field("reason", reason)
+                .finish(),
+        }
+    }
+}
+
+impl fmt::Debug for RenewalRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenewalRequest")
+            .field("request", &crate::wire::RequestSummary(&self.request))
+            .field("is_refresh", &self.is_refresh)
+            .finish()
+    }
 }
 
 /// The token lifecycle (see the [module docs](self)).

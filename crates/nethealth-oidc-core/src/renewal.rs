@@ -219,9 +219,8 @@ impl SessionState {
 }
 
 /// What a [`Renewal`] asks its driver to do next.
-// One step per I/O of a renewal, moved once (see [`Event`]).
+// One step per I/O of a renewal, moved once (see [`Event`]). `Debug` never shows a request's body or headers.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Step {
     /// Take the store's lock (across processes) and keep it until [`Step::Done`]; report [`Event::Locked`].
@@ -250,7 +249,6 @@ pub enum Step {
 /// What happened to the I/O a [`Step`] asked for.
 // One event per I/O step of a renewal, moved once: boxing the token set would cost every driver a `Box` for nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
     /// The store's lock was taken (or not).
@@ -265,6 +263,49 @@ pub enum Event {
     Response(Result<http::Response<Vec<u8>>, Error>),
     /// The refreshed ID token's claims, verified.
     Verified(Result<IdTokenClaims, Error>),
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Lock => f.write_str("Lock"),
+            Step::Load => f.write_str("Load"),
+            Step::Save(set) => f.debug_tuple("Save").field(set).finish(),
+            Step::Clear => f.write_str("Clear"),
+            Step::Send { request, dpop_key } => f
+                .debug_struct("Send")
+                .field("request", &crate::wire::RequestSummary(request))
+                .field("dpop_key", dpop_key)
+                .finish(),
+            Step::VerifyIdToken => f.write_str("VerifyIdToken"),
+            Step::Done(result) => f.debug_tuple("Done").field(result).finish(),
+        }
+    }
+}
+
+/// `Debug` shows what happened, never a response body or the ID token's claims.
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let outcome = match self {
+            Event::Response(Ok(response)) => {
+                return f
+                    .debug_tuple("Response")
+                    .field(&crate::wire::ResponseSummary(response))
+                    .finish();
+            }
+            Event::Loaded(Ok(set)) => {
+                return f.debug_tuple("Loaded").field(set).finish();
+            }
+            Event::Locked(Err(e))
+            | Event::Loaded(Err(e))
+            | Event::Saved(Err(e))
+            | Event::Cleared(Err(e))
+            | Event::Response(Err(e))
+            | Event::Verified(Err(e)) => Err(e),
+            _ => Ok(()),
+        };
+        f.debug_tuple(self.name()).field(&outcome).finish()
+    }
 }
 
 impl Event {

@@ -215,6 +215,34 @@ pub fn require_secure(url: &Url) -> Result<(), UrlError> {
     }
 }
 
+/// A request as `Debug` shows it: the method and the URL without its query, and the body's length; never a header
+/// or the body, which carry secrets (a refresh token, a code, a client assertion, basic credentials).
+pub(crate) struct RequestSummary<'a>(pub(crate) &'a http::Request<Vec<u8>>);
+
+impl std::fmt::Debug for RequestSummary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = self.0.uri();
+        write!(
+            f,
+            "{} {}://{}{} ({} bytes)",
+            self.0.method(),
+            uri.scheme_str().unwrap_or("?"),
+            uri.authority().map_or("?", |a| a.as_str()),
+            uri.path(),
+            self.0.body().len()
+        )
+    }
+}
+
+/// A response as `Debug` shows it: the status and the body's length, never the body (it may carry tokens).
+pub(crate) struct ResponseSummary<'a>(pub(crate) &'a http::Response<Vec<u8>>);
+
+impl std::fmt::Debug for ResponseSummary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} bytes)", self.0.status(), self.0.body().len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -549,3 +549,52 @@ fn a_dpop_bound_set_renews_with_its_key_and_one_without_it_never_sends() {
     assert!(err.to_string().to_lowercase().contains("dpop"), "{err}");
     assert!(sim.requests.is_empty());
 }
+
+#[test]
+fn steps_events_and_actions_never_show_a_secret_in_debug() {
+    let sim = Sim::new(set(0, NOW, 3600), GrantKind::AuthorizationCode);
+    let stamp = RequestStamp::new_inner(UnixTime::from_secs(DUE), "jti");
+    let mut renewal = sim.state.renewal(&sim.ctx);
+    let mut shown = vec![format!("{:?}", renewal.poll(&stamp))];
+    renewal.handle(Event::Locked(Ok(())));
+    shown.push(format!("{:?}", renewal.poll(&stamp)));
+    let loaded = Event::Loaded(Ok(sim.store.set.clone()));
+    shown.push(format!("{loaded:?}"));
+    renewal.handle(loaded);
+    let send = renewal.poll(&stamp);
+    assert!(matches!(send, Step::Send { .. }), "{send:?}");
+    shown.push(format!("{send:?}"));
+    let answer = Event::Response(Ok(ok(json!({"access_token": "at-secret-1",
+        "token_type": "Bearer", "refresh_token": "rt-secret-1"}))));
+    shown.push(format!("{answer:?}"));
+    renewal.handle(answer);
+    let save = renewal.poll(&stamp);
+    shown.push(format!("{save:?}"));
+    let verified = Event::Verified(Ok(serde_json::from_value(id_claims("alice", NOW)).unwrap()));
+    assert!(
+        !format!("{verified:?}").contains("alice"),
+        "no ID-token claim in {verified:?}"
+    );
+    shown.push(format!("{verified:?}"));
+    let mut lifecycle = nethealth_oidc_core::lifecycle::Lifecycle::new(
+        set(0, NOW, 3600),
+        GrantKind::AuthorizationCode,
+        LifecycleConfig::default(),
+        UnixTime::from_secs(NOW),
+    );
+    shown.push(format!("{:?}", lifecycle.poll_action(&stamp, &sim.ctx)));
+    let all = shown.join("\n");
+    assert!(
+        all.contains("POST https://accounts.example.com/connect/token"),
+        "{all}"
+    );
+    for secret in [
+        "rt-0",
+        "at-0",
+        "at-secret-1",
+        "rt-secret-1",
+        "refresh_token=",
+    ] {
+        assert!(!all.contains(secret), "{secret} shown in:\n{all}");
+    }
+}
