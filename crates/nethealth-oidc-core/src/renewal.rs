@@ -424,8 +424,8 @@ impl Renewal<'_> {
                 Err(error) => self.keep_aside(set, error),
             },
             (Phase::Readopting(error), Some(Event::Loaded(Ok(stored)))) => {
+                // Adopting installs the set, which ends the attempt in flight.
                 if stored.is_some_and(|stored| self.adopt(stored)) {
-                    self.state.abandon();
                     self.attempt(1, stamp)
                 } else {
                     self.renewal_failed(error)
