@@ -42,7 +42,7 @@ impl Consent {
 /// Logs `user` in with a fresh browser (no cookies), answers consent with `consent`, and returns the
 /// URL that the provider redirects to at the end: the client's `redirect_uri` with the authorization
 /// response in its query. That URL is not fetched.
-pub fn login(auth_url: &Url, user: &str, consent: Consent) -> Result<Url, String> {
+pub fn login(auth_url: &impl AsRef<str>, user: &str, consent: Consent) -> Result<Url, String> {
     Browser::new().authorize(auth_url, user, &consent)
 }
 
@@ -85,12 +85,13 @@ impl Browser {
     /// is returned. A login prompt is answered with `user`, a consent prompt with `consent`.
     pub fn authorize(
         &mut self,
-        auth_url: &Url,
+        auth_url: &impl AsRef<str>,
         user: &str,
         consent: &Consent,
     ) -> Result<Url, String> {
-        let origin = auth_url.origin();
-        let mut url = auth_url.clone();
+        let mut url = Url::parse(auth_url.as_ref())
+            .map_err(|e| format!("the authorization URL does not parse ({e})"))?;
+        let origin = url.origin();
         let mut form: Option<Vec<(&str, String)>> = None;
         let mut trail: Vec<String> = Vec::new();
 

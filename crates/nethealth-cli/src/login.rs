@@ -64,7 +64,8 @@ pub(crate) fn browser_login(
     // Pushed first (RFC 9126) when the provider requires it: then the URL carries only client_id and request_uri.
     let (auth_url, pending) = client.start_login_with(request)?;
     crate::note(&format!(
-        "Open this URL in a browser to log in:\n\n  {auth_url}\n"
+        "Open this URL in a browser to log in:\n\n  {}\n",
+        auth_url.as_str()
     ));
     if !no_browser && let Err(e) = webbrowser::open(auth_url.as_str()) {
         crate::warn(&format!(

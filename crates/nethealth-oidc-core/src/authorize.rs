@@ -5,7 +5,7 @@
 //!              |
 //!              | .build(rng, now)                      draws state, nonce and the PKCE verifier
 //!              v
-//!   (Url, PendingLogin) ---- keep PendingLogin in the session; send the browser to Url
+//!   (AuthorizationUrl, PendingLogin) ---- keep PendingLogin in the session; send the browser to the URL
 //!              |
 //!              |   ... the user logs in and consents at the provider ...
 //!              v
@@ -32,6 +32,7 @@
 //! `state` is present and equal (in constant time), RFC 9207 `iss` per [`IssPolicy`], then an error response, then
 //! the `code`. An error response with a wrong `state` is a state error: it does not belong to this login.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -395,30 +396,20 @@ impl AuthorizationRequest {
     }
 
     /// Draws `state`, `nonce` and (with PKCE) the code verifier from `rng`, and builds the URL to send the browser to
-    /// plus the [`PendingLogin`] to keep until the callback.
-    pub fn build(self, rng: &mut (impl CryptoRng + ?Sized), now: UnixTime) -> (Url, PendingLogin) {
-        let state = new_state(rng);
-        let nonce = new_nonce(rng);
-        let verifier = new_code_verifier(rng);
-        self.build_inner(state, nonce, verifier, now)
+    /// plus the [`PendingLogin`] to keep until the callback. For many logins with the same settings,
+    /// [`prepare`](Self::prepare) the request once and build each login from the [`LoginTemplate`].
+    pub fn build(
+        self,
+        rng: &mut (impl CryptoRng + ?Sized),
+        now: UnixTime,
+    ) -> (AuthorizationUrl, PendingLogin) {
+        self.prepare().build(rng, now)
     }
 
-    /// [`build`](Self::build) with fixed values; `verifier` is dropped when PKCE is disabled.
-    ///
-    /// The query is written once, straight into the URL by `url`'s form encoder (setting a finished query string
-    /// would parse it a second time), with no temporary string per parameter: the code challenge is encoded on the
-    /// stack, the lists (`scope`, `prompt`, ...) share one scratch buffer.
-    pub(crate) fn build_inner(
-        self,
-        state: State,
-        nonce: Nonce,
-        verifier: CodeVerifier,
-        now: UnixTime,
-    ) -> (Url, PendingLogin) {
-        let code_verifier = match self.pkce {
-            Pkce::S256 => Some(verifier),
-            Pkce::Disabled => None,
-        };
+    /// Encodes every parameter that is the same for each login (all but `state`, `nonce` and `code_challenge`) once,
+    /// into a [`LoginTemplate`] that builds logins without encoding them again.
+    pub fn prepare(self) -> LoginTemplate {
+        // `new` refused an endpoint with a fragment, so the query is the URL's end.
         let mut url = self.authorization_endpoint;
         let kept: Vec<(String, String)> = match url.query() {
             Some(existing) => url::form_urlencoded::parse(existing.as_bytes())
@@ -428,60 +419,267 @@ impl AuthorizationRequest {
             None => Vec::new(),
         };
         url.set_query(None);
-        let mut query = FormQuery::new(url.query_pairs_mut());
+        // Before the per-login values: what the endpoint had, and the parameters that name the client and the scopes.
+        let mut head = FormQuery::new(url.query_pairs_mut());
         for (k, v) in &kept {
-            query.pair(k, v);
+            head.pair(k, v);
         }
-        query.pair("response_type", "code");
-        query.pair("client_id", &self.client_id);
-        query.pair("redirect_uri", self.redirect_uri.as_str());
-        query.list("scope", self.scopes.iter());
-        query.pair("state", state.expose_secret());
-        query.pair("nonce", nonce.expose_secret());
+        head.pair("response_type", "code");
+        head.pair("client_id", &self.client_id);
+        head.pair("redirect_uri", self.redirect_uri.as_str());
+        head.list("scope", self.scopes.iter());
+        drop(head);
+        // After them: everything else, encoded by the same form encoder into a string of its own.
+        let mut tail = FormQuery::new(url::form_urlencoded::Serializer::new(String::new()));
+        let pkce = self.pkce == Pkce::S256;
+        if pkce {
+            tail.pair("code_challenge_method", "S256");
+        }
+        if !self.prompt.is_empty() {
+            tail.list("prompt", self.prompt.iter().map(|p| p.as_str()));
+        } else if self.scopes.contains(OFFLINE_ACCESS) {
+            // OpenID Connect Core §11: without prompt=consent a provider may ignore offline_access.
+            tail.pair("prompt", Prompt::Consent.as_str());
+        }
+        if let Some(h) = &self.login_hint {
+            tail.pair("login_hint", h);
+        }
+        if let Some(m) = self.max_age {
+            tail.number("max_age", m);
+        }
+        if !self.acr_values.is_empty() {
+            tail.list("acr_values", self.acr_values.iter().map(String::as_str));
+        }
+        for r in &self.resources {
+            tail.pair("resource", r.as_str());
+        }
+        if !self.ui_locales.is_empty() {
+            tail.list("ui_locales", self.ui_locales.iter().map(String::as_str));
+        }
+        for (k, v) in &self.custom {
+            tail.pair(k, v);
+        }
+        let tail = tail.pairs.finish();
+        LoginTemplate {
+            head: url.into(),
+            tail,
+            pkce,
+            settings: Arc::new(LoginSettings {
+                redirect_uri: self.redirect_uri,
+                issuer: self.issuer,
+                client_id: self.client_id,
+                scopes: self.scopes,
+                max_age: self.max_age,
+            }),
+        }
+    }
+
+    /// [`build`](Self::build) with fixed values; `verifier` is dropped when PKCE is disabled.
+    #[cfg(test)]
+    pub(crate) fn build_inner(
+        self,
+        state: State,
+        nonce: Nonce,
+        verifier: CodeVerifier,
+        now: UnixTime,
+    ) -> (AuthorizationUrl, PendingLogin) {
+        self.prepare().build_inner(state, nonce, verifier, now)
+    }
+}
+
+/// An [`AuthorizationRequest`] encoded once, to build many logins from (a web application's "log in" button):
+/// each [`build`](Self::build) draws new `state`, `nonce` and PKCE verifier and writes only them into a copy of the
+/// encoded query.
+///
+/// The URL it builds is byte for byte the one `url`'s own form encoder writes for the same parameters, in the same
+/// order: the per-login values are base64url, which form encoding leaves as they are.
+#[derive(Debug, Clone)]
+pub struct LoginTemplate {
+    /// The endpoint and the parameters before `state`, encoded (`https://op/authorize?response_type=code&...`).
+    head: String,
+    /// The parameters after the code challenge, encoded, without a leading `&` (may be empty).
+    tail: String,
+    pkce: bool,
+    /// What each login's [`PendingLogin`] shares with the others (one allocation for all of them).
+    settings: Arc<LoginSettings>,
+}
+
+impl LoginTemplate {
+    /// Draws `state`, `nonce` and (with PKCE) the code verifier from `rng`, and builds the URL to send the browser to
+    /// plus the [`PendingLogin`] to keep until the callback.
+    pub fn build(
+        &self,
+        rng: &mut (impl CryptoRng + ?Sized),
+        now: UnixTime,
+    ) -> (AuthorizationUrl, PendingLogin) {
+        // The three values in one draw: 32 random bytes each, base64url.
+        let mut bytes = [0u8; 3 * RANDOM_BYTES];
+        rng.fill_bytes(&mut bytes);
+        let (state, rest) = bytes.split_at(RANDOM_BYTES);
+        let (nonce, verifier) = rest.split_at(RANDOM_BYTES);
+        let state = State::new(URL_SAFE_NO_PAD.encode(state));
+        let nonce = Nonce::new(URL_SAFE_NO_PAD.encode(nonce));
+        let verifier = CodeVerifier::new(URL_SAFE_NO_PAD.encode(verifier));
+        self.assemble(state, nonce, verifier, now, Values::Base64Url)
+    }
+
+    /// The scopes each login requests (always with `openid`).
+    pub fn requested_scopes(&self) -> &Scopes {
+        &self.settings.scopes
+    }
+
+    /// [`build`](Self::build) with fixed values of any text (the tests' way in); `verifier` is dropped when PKCE
+    /// is disabled.
+    #[cfg(test)]
+    pub(crate) fn build_inner(
+        &self,
+        state: State,
+        nonce: Nonce,
+        verifier: CodeVerifier,
+        now: UnixTime,
+    ) -> (AuthorizationUrl, PendingLogin) {
+        self.assemble(state, nonce, verifier, now, Values::Any)
+    }
+
+    fn assemble(
+        &self,
+        state: State,
+        nonce: Nonce,
+        verifier: CodeVerifier,
+        now: UnixTime,
+        values: Values,
+    ) -> (AuthorizationUrl, PendingLogin) {
+        let code_verifier = self.pkce.then_some(verifier);
+        // Three parameters of at most 16 + 43 bytes each.
+        let mut url = String::with_capacity(self.head.len() + self.tail.len() + 200);
+        url.push_str(&self.head);
+        values.push(&mut url, "&state=", state.expose_secret());
+        values.push(&mut url, "&nonce=", nonce.expose_secret());
         if let Some(v) = &code_verifier {
             let mut challenge = [0u8; CHALLENGE_LEN];
             let challenge = code_challenge_s256_into(v, &mut challenge);
-            query.pair("code_challenge", challenge);
-            query.pair("code_challenge_method", "S256");
+            Values::Base64Url.push(&mut url, "&code_challenge=", challenge);
         }
-        if !self.prompt.is_empty() {
-            query.list("prompt", self.prompt.iter().map(|p| p.as_str()));
-        } else if self.scopes.contains(OFFLINE_ACCESS) {
-            // OpenID Connect Core §11: without prompt=consent a provider may ignore offline_access.
-            query.pair("prompt", Prompt::Consent.as_str());
+        if !self.tail.is_empty() {
+            url.push('&');
+            url.push_str(&self.tail);
         }
-        if let Some(h) = &self.login_hint {
-            query.pair("login_hint", h);
-        }
-        if let Some(m) = self.max_age {
-            query.number("max_age", m);
-        }
-        if !self.acr_values.is_empty() {
-            query.list("acr_values", self.acr_values.iter().map(String::as_str));
-        }
-        for r in &self.resources {
-            query.pair("resource", r.as_str());
-        }
-        if !self.ui_locales.is_empty() {
-            query.list("ui_locales", self.ui_locales.iter().map(String::as_str));
-        }
-        for (k, v) in &self.custom {
-            query.pair(k, v);
-        }
-        drop(query);
         let pending = PendingLogin {
             state,
             nonce,
             code_verifier,
-            redirect_uri: self.redirect_uri,
-            issuer: self.issuer,
-            client_id: self.client_id,
-            scopes: self.scopes,
-            max_age: self.max_age,
+            settings: Arc::clone(&self.settings),
             created_at: now,
             request_uri_expires_at: None,
         };
-        (url, pending)
+        (AuthorizationUrl(url), pending)
+    }
+}
+
+/// What the per-login values of a URL being assembled are.
+#[derive(Clone, Copy)]
+enum Values {
+    /// base64url, as drawn by [`LoginTemplate::build`]: form encoding leaves them as they are, so they are copied.
+    Base64Url,
+    /// Any text (the tests' fixed values): form-encoded by `url`'s encoder.
+    #[cfg(test)]
+    Any,
+}
+
+impl Values {
+    /// Appends `key` (`&name=`) and `value`, form-encoded.
+    fn push(self, query: &mut String, key: &str, value: &str) {
+        query.push_str(key);
+        match self {
+            Values::Base64Url => {
+                debug_assert!(
+                    value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                    "not base64url: {value}"
+                );
+                query.push_str(value);
+            }
+            #[cfg(test)]
+            Values::Any => query.extend(url::form_urlencoded::byte_serialize(value.as_bytes())),
+        }
+    }
+}
+
+/// The URL to send the browser to for a login: the authorization endpoint with the request's parameters.
+///
+/// It is kept as the string it was built as (no parse on the login path): [`as_str`](Self::as_str) is what goes
+/// into a `Location` header or a link, [`to_url`](Self::to_url) parses it into a [`Url`]. It holds the login's
+/// `state` and `nonce`, so `Debug` shows only where it points, and there is no `Display`: print it on purpose with
+/// `as_str`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AuthorizationUrl(String);
+
+impl AuthorizationUrl {
+    /// The URL, as it is sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL as a `String`.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The URL, parsed.
+    pub fn to_url(&self) -> Url {
+        // Built from a parsed URL's serialization plus form-encoded pairs: it always parses.
+        Url::parse(&self.0).expect("an authorization URL is a serialized URL")
+    }
+
+    /// The query's `(name, value)` pairs, decoded.
+    pub fn query_pairs(&self) -> url::form_urlencoded::Parse<'_> {
+        let after = self.0.split_once('?').map_or("", |(_, q)| q);
+        let query = after.split_once('#').map_or(after, |(q, _)| q);
+        url::form_urlencoded::parse(query.as_bytes())
+    }
+}
+
+impl From<Url> for AuthorizationUrl {
+    fn from(url: Url) -> Self {
+        AuthorizationUrl(url.into())
+    }
+}
+
+impl From<AuthorizationUrl> for Url {
+    fn from(url: AuthorizationUrl) -> Self {
+        url.to_url()
+    }
+}
+
+impl From<AuthorizationUrl> for String {
+    fn from(url: AuthorizationUrl) -> Self {
+        url.0
+    }
+}
+
+impl AsRef<str> for AuthorizationUrl {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<Url> for AuthorizationUrl {
+    fn eq(&self, other: &Url) -> bool {
+        self.0 == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for AuthorizationUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = self.0.split(['?', '#']).next().unwrap_or("");
+        f.debug_struct("AuthorizationUrl")
+            .field("endpoint", &endpoint)
+            .field(
+                "query",
+                &format_args!("[{} bytes]", self.0.len() - endpoint.len()),
+            )
+            .finish()
     }
 }
 
@@ -502,15 +700,15 @@ fn code_challenge_s256_into<'a>(
     std::str::from_utf8(&out[..n]).expect("base64url output is ASCII")
 }
 
-/// The query of the authorization URL being written through `url`'s own form encoder, straight into the URL (no
-/// second parse), with one scratch buffer for the space-separated lists.
-struct FormQuery<'a> {
-    pairs: url::form_urlencoded::Serializer<'a, url::UrlQuery<'a>>,
+/// A query being written through `url`'s own form encoder (into a URL or a string), with one scratch buffer for
+/// the space-separated lists.
+struct FormQuery<'a, T: url::form_urlencoded::Target> {
+    pairs: url::form_urlencoded::Serializer<'a, T>,
     scratch: String,
 }
 
-impl<'a> FormQuery<'a> {
-    fn new(pairs: url::form_urlencoded::Serializer<'a, url::UrlQuery<'a>>) -> Self {
+impl<'a, T: url::form_urlencoded::Target> FormQuery<'a, T> {
+    fn new(pairs: url::form_urlencoded::Serializer<'a, T>) -> Self {
         FormQuery {
             pairs,
             scratch: String::with_capacity(128),
@@ -561,7 +759,29 @@ impl<'a> FormQuery<'a> {
 ///   with [`CallbackError::Expired`], whose message tells the user to start the login again; give the stored value
 ///   the same expiry so stale ones do not pile up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "PendingLoginWire", into = "PendingLoginWire")]
 pub struct PendingLogin {
+    state: State,
+    nonce: Nonce,
+    code_verifier: Option<CodeVerifier>,
+    settings: Arc<LoginSettings>,
+    created_at: UnixTime,
+    request_uri_expires_at: Option<UnixTime>,
+}
+
+/// What the logins of one [`LoginTemplate`] have in common, shared by their [`PendingLogin`]s.
+#[derive(Debug)]
+struct LoginSettings {
+    redirect_uri: Url,
+    issuer: String,
+    client_id: String,
+    scopes: Scopes,
+    max_age: Option<u64>,
+}
+
+/// [`PendingLogin`] as it is serialized: one flat object (the form kept in applications' session stores).
+#[derive(Clone, Serialize, Deserialize)]
+struct PendingLoginWire {
     state: State,
     nonce: Nonce,
     code_verifier: Option<CodeVerifier>,
@@ -574,6 +794,43 @@ pub struct PendingLogin {
     /// When the pushed request's `request_uri` expires (RFC 9126); `None` for a login that was not pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     request_uri_expires_at: Option<UnixTime>,
+}
+
+impl From<PendingLoginWire> for PendingLogin {
+    fn from(w: PendingLoginWire) -> Self {
+        PendingLogin {
+            state: w.state,
+            nonce: w.nonce,
+            code_verifier: w.code_verifier,
+            settings: Arc::new(LoginSettings {
+                redirect_uri: w.redirect_uri,
+                issuer: w.issuer,
+                client_id: w.client_id,
+                scopes: w.scopes,
+                max_age: w.max_age,
+            }),
+            created_at: w.created_at,
+            request_uri_expires_at: w.request_uri_expires_at,
+        }
+    }
+}
+
+impl From<PendingLogin> for PendingLoginWire {
+    fn from(p: PendingLogin) -> Self {
+        let settings = &*p.settings;
+        PendingLoginWire {
+            state: p.state,
+            nonce: p.nonce,
+            code_verifier: p.code_verifier,
+            redirect_uri: settings.redirect_uri.clone(),
+            issuer: settings.issuer.clone(),
+            client_id: settings.client_id.clone(),
+            scopes: settings.scopes.clone(),
+            max_age: settings.max_age,
+            created_at: p.created_at,
+            request_uri_expires_at: p.request_uri_expires_at,
+        }
+    }
 }
 
 impl PendingLogin {
@@ -598,27 +855,27 @@ impl PendingLogin {
 
     /// The redirect URI sent; the code exchange sends it again.
     pub fn redirect_uri(&self) -> &Url {
-        &self.redirect_uri
+        &self.settings.redirect_uri
     }
 
     /// The issuer the login went to.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.settings.issuer
     }
 
     /// The client that started the login.
     pub fn client_id(&self) -> &str {
-        &self.client_id
+        &self.settings.client_id
     }
 
     /// The scopes requested (for [`granted_scopes`](crate::token::granted_scopes)).
     pub fn requested_scopes(&self) -> &Scopes {
-        &self.scopes
+        &self.settings.scopes
     }
 
     /// The `max_age` sent, if any; the ID token's `auth_time` is checked against it.
     pub fn max_age(&self) -> Option<Duration> {
-        self.max_age.map(Duration::from_secs)
+        self.settings.max_age.map(Duration::from_secs)
     }
 
     /// When the login started.
@@ -680,7 +937,7 @@ impl PendingLogin {
             client,
             auth,
             code,
-            &self.redirect_uri,
+            &self.settings.redirect_uri,
             self.code_verifier.as_ref(),
             stamp,
         )
@@ -694,7 +951,7 @@ impl PendingLogin {
     /// The callback URL for a callback whose query string is `query` (with or without its leading `?`): the
     /// pending redirect URI with that query.
     pub fn callback_url_from_query(&self, query: &str) -> Url {
-        let mut url = self.redirect_uri.clone();
+        let mut url = self.settings.redirect_uri.clone();
         url.set_fragment(None);
         url.set_query(Some(query.strip_prefix('?').unwrap_or(query)));
         url
@@ -705,7 +962,7 @@ impl PendingLogin {
     /// behind a proxy they are the proxy's view, not the browser's. A path that differs from the redirect URI's (a
     /// proxy that rewrites paths) is refused by [`parse_callback`] as [`CallbackError::WrongRedirect`].
     pub fn callback_url_from_uri(&self, uri: &http::Uri) -> Url {
-        let mut url = self.redirect_uri.clone();
+        let mut url = self.settings.redirect_uri.clone();
         url.set_fragment(None);
         if !uri.path().is_empty() {
             url.set_path(uri.path());
@@ -883,9 +1140,9 @@ pub fn parse_callback(
     callback_url: &Url,
     iss_policy: IssPolicy,
 ) -> Result<AuthorizationCode, CallbackError> {
-    if endpoint_of(callback_url) != endpoint_of(&pending.redirect_uri) {
+    if endpoint_of(callback_url) != endpoint_of(&pending.settings.redirect_uri) {
         return Err(CallbackError::WrongRedirect {
-            expected: shown(&pending.redirect_uri),
+            expected: shown(&pending.settings.redirect_uri),
             got: shown(callback_url),
         });
     }
@@ -928,15 +1185,15 @@ pub fn parse_callback(
     }
 
     match (get("iss"), iss_policy) {
-        (Some(iss), _) if iss != pending.issuer => {
+        (Some(iss), _) if iss != pending.settings.issuer => {
             return Err(CallbackError::IssMismatch {
-                expected: pending.issuer.clone(),
+                expected: pending.settings.issuer.clone(),
                 got: truncate(iss, 200),
             });
         }
         (None, IssPolicy::Required) => {
             return Err(CallbackError::MissingIss {
-                expected: pending.issuer.clone(),
+                expected: pending.settings.issuer.clone(),
             });
         }
         _ => {}
@@ -1052,7 +1309,7 @@ mod tests {
         );
     }
 
-    fn pairs(u: &Url) -> Vec<(String, String)> {
+    fn pairs(u: &AuthorizationUrl) -> Vec<(String, String)> {
         u.query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
@@ -1122,10 +1379,81 @@ mod tests {
         let mut reference = url("https://accounts.example.com/connect/authorize");
         reference.query_pairs_mut().extend_pairs(&expected);
         assert_eq!(u.as_str(), reference.as_str());
-        assert_eq!(Url::parse(u.as_str()).unwrap(), u);
+        assert_eq!(u.to_url().as_str(), u.as_str());
+        assert_eq!(u.query_pairs().count(), expected.len());
+        // Debug shows where it points, never the state or the nonce.
+        let debug = format!("{u:?}");
+        assert!(
+            debug.contains("https://accounts.example.com/connect/authorize"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains("state-123") && !debug.contains("nonce-456"),
+            "{debug}"
+        );
         assert_eq!(p.redirect_uri(), &redirect);
         assert_eq!(p.client_id(), "nh app&x=1+%\u{e9}");
         assert_eq!(p.max_age(), Some(Duration::from_secs(u64::MAX)));
+    }
+
+    /// A template builds every login byte for byte as `url` writes it, and each login gets values of its own.
+    #[test]
+    fn a_template_builds_what_url_writes_for_each_login() {
+        let endpoint = url("https://accounts.example.com/connect/authorize?tenant=a%20b");
+        let template = AuthorizationRequest::new(
+            endpoint.clone(),
+            ISSUER,
+            "nethealth-app",
+            url("https://app.example/cb?x=1"),
+        )
+        .unwrap()
+        .scope("offline_access patients.read")
+        .login_hint("jo+1@example.com")
+        .prepare();
+        let fixed = |t: &LoginTemplate, state: &str| {
+            t.build_inner(
+                State::new(state),
+                Nonce::new("n-1"),
+                CodeVerifier::new(RFC_VERIFIER),
+                UnixTime::EPOCH,
+            )
+        };
+        let (a, pa) = fixed(&template, "s-1");
+        let mut reference = endpoint.clone();
+        reference.set_query(None);
+        reference.query_pairs_mut().extend_pairs([
+            ("tenant", "a b"),
+            ("response_type", "code"),
+            ("client_id", "nethealth-app"),
+            ("redirect_uri", "https://app.example/cb?x=1"),
+            ("scope", "offline_access openid patients.read"),
+            ("state", "s-1"),
+            ("nonce", "n-1"),
+            ("code_challenge", RFC_CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("prompt", "consent"),
+            ("login_hint", "jo+1@example.com"),
+        ]);
+        assert_eq!(a.as_str(), reference.as_str());
+        assert_eq!(a, reference);
+        assert_eq!(pa.requested_scopes(), template.requested_scopes());
+        // A state that is not base64url is still form-encoded.
+        let (b, _) = fixed(&template, "s 2&x");
+        assert!(b.query_pairs().any(|(k, v)| k == "state" && v == "s 2&x"));
+        assert!(b.as_str().contains("state=s+2%26x"), "{}", b.as_str());
+        // Random logins from one template differ in their values only.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (c, pc) = template.build(&mut rng, UnixTime::EPOCH);
+        let (d, pd) = template.build(&mut rng, UnixTime::EPOCH);
+        assert_ne!(c, d);
+        assert!(!pc.state().ct_eq(pd.state()));
+        let names = |u: &AuthorizationUrl| {
+            u.query_pairs()
+                .map(|(k, _)| k.into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&c), names(&a));
+        assert_eq!(names(&d), names(&a));
     }
 
     #[test]
@@ -1201,9 +1529,10 @@ mod tests {
             CodeVerifier::new(RFC_VERIFIER),
             UnixTime::from_secs(1_000),
         );
-        assert_eq!(u.scheme(), "https");
-        assert_eq!(u.host_str(), Some("accounts.example.com"));
-        assert_eq!(u.path(), "/connect/authorize");
+        let parsed = u.to_url();
+        assert_eq!(parsed.scheme(), "https");
+        assert_eq!(parsed.host_str(), Some("accounts.example.com"));
+        assert_eq!(parsed.path(), "/connect/authorize");
         let want: Vec<(String, String)> = [
             ("tenant", "nh"),
             ("response_type", "code"),
@@ -1420,6 +1749,37 @@ mod tests {
         assert_eq!(back.redirect_uri(), p.redirect_uri());
         assert_eq!(back.requested_scopes(), p.requested_scopes());
         assert_eq!(back.created_at(), p.created_at());
+        // The stored form is one flat object, as it always was: a login stored by an earlier version still loads.
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let want = [
+            "client_id",
+            "code_verifier",
+            "created_at",
+            "issuer",
+            "max_age",
+            "nonce",
+            "redirect_uri",
+            "scopes",
+            "state",
+        ];
+        assert_eq!(keys, want);
+        let earlier = serde_json::json!({
+            "state": "s", "nonce": "n", "code_verifier": null, "redirect_uri": "https://app.example/cb",
+            "issuer": ISSUER, "client_id": "app", "scopes": ["openid", "profile"], "max_age": 60, "created_at": 7,
+            "request_uri_expires_at": 9,
+        });
+        let old: PendingLogin = serde_json::from_value(earlier.clone()).unwrap();
+        assert_eq!(old.client_id(), "app");
+        assert_eq!(old.max_age(), Some(Duration::from_secs(60)));
+        assert_eq!(old.request_uri_expires_at(), Some(UnixTime::from_secs(9)));
+        assert_eq!(serde_json::to_value(&old).unwrap(), earlier);
     }
 
     #[test]

@@ -13,13 +13,16 @@
 //!        └─ Err(e): KeyCache::handle_check_failure(e) may say to fetch the JWKS again, then complete_login once more
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
 use url::Url;
 
-use crate::authorize::{AuthorizationRequest, IssPolicy, PendingLogin, Pkce, parse_callback};
+use crate::authorize::{
+    AuthorizationRequest, AuthorizationUrl, IssPolicy, LoginTemplate, PendingLogin, Pkce,
+    parse_callback,
+};
 use crate::client::{ClientConfig, TokenAuthMethod};
 use crate::client_auth::{ClientAuth, RequestStamp};
 use crate::discovery::ProviderMetadata;
@@ -182,6 +185,8 @@ pub struct ClientContext {
     verifier: IdTokenVerifier,
     options: ClientOptions,
     dpop_nonces: Arc<DpopNonces>,
+    /// The plain login's request, encoded once, for the scopes it was last asked for (shared by clones).
+    login_template: Arc<Mutex<Option<Arc<LoginTemplate>>>>,
 }
 
 impl ClientContext {
@@ -210,6 +215,7 @@ impl ClientContext {
             verifier,
             options,
             dpop_nonces: Arc::default(),
+            login_template: Arc::default(),
         })
     }
 
@@ -312,7 +318,7 @@ impl ClientContext {
     /// [`AuthorizationRequest::build`]), authenticated as the token requests are.
     pub fn pushed_authorization_request(
         &self,
-        authorization_url: &Url,
+        authorization_url: &AuthorizationUrl,
         stamp: &RequestStamp,
     ) -> Result<Request<Vec<u8>>, Error> {
         let endpoint = self
@@ -336,7 +342,7 @@ impl ClientContext {
         pending: PendingLogin,
         response: &Response<Vec<u8>>,
         now: UnixTime,
-    ) -> Result<(Url, PendingLogin), Error> {
+    ) -> Result<(AuthorizationUrl, PendingLogin), Error> {
         let pushed: PushedAuthorization = par::parse_pushed_authorization_response(response)?;
         let url = pushed.browser_url(
             &self.metadata.authorization_endpoint,
@@ -375,6 +381,27 @@ impl ClientContext {
                 .scopes(scopes)
                 .pkce(self.options.pkce),
         )
+    }
+
+    /// [`authorization_request`](Self::authorization_request) for `scopes`, prepared: the one kept from the last
+    /// call when it asked for the same scopes (a web application's logins all do), else a new one, then kept.
+    pub fn login_template(&self, scopes: &Scopes) -> Result<Arc<LoginTemplate>, Error> {
+        let mut kept = self
+            .login_template
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(template) = kept.as_ref() {
+            let requested = template.requested_scopes();
+            let openid_added = usize::from(!scopes.contains("openid"));
+            if requested.len() == scopes.len() + openid_added
+                && scopes.iter().all(|s| requested.contains(s))
+            {
+                return Ok(Arc::clone(template));
+            }
+        }
+        let template = Arc::new(self.authorization_request(scopes)?.prepare());
+        *kept = Some(Arc::clone(&template));
+        Ok(template)
     }
 
     /// Checks the callback the browser came back with and builds the code exchange, authenticated with `stamp`

@@ -30,13 +30,13 @@
 //!
 //! [`Provider`/`Client`]: ClientContext
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use rand::CryptoRng;
 use url::Url;
 
-use crate::authorize::{AuthorizationRequest, PendingLogin};
+use crate::authorize::{AuthorizationRequest, AuthorizationUrl, LoginTemplate, PendingLogin};
 use crate::client_auth::RequestStamp;
 use crate::context::{ClientContext, Grant};
 use crate::device::{DeviceFlow, DevicePoll, DeviceStep};
@@ -579,13 +579,13 @@ impl Flow for Discover {
 /// Made by [`ClientContext::start_login`].
 pub struct StartLogin<'a> {
     context: &'a ClientContext,
-    request: Option<AuthorizationRequest>,
+    request: Option<Arc<LoginTemplate>>,
     pending: Option<(PendingLogin, UnixTime)>,
     leg: Leg,
 }
 
 impl Flow for StartLogin<'_> {
-    type Output = (Url, PendingLogin);
+    type Output = (AuthorizationUrl, PendingLogin);
 
     fn poll(
         &mut self,
@@ -783,18 +783,27 @@ impl ClientContext {
         scopes: &Scopes,
         rng: &mut (impl CryptoRng + ?Sized),
         now: UnixTime,
-    ) -> Result<(Url, PendingLogin), Error> {
+    ) -> Result<(AuthorizationUrl, PendingLogin), Error> {
         if self.pushes_logins()? {
             return Err(crate::authorize::AuthorizeRequestError::MustPush.into());
         }
-        Ok(self.authorization_request(scopes)?.build(rng, now))
+        Ok(self.login_template(scopes)?.build(rng, now))
     }
 
     /// [`StartLogin`] for `request`.
     pub fn start_login(&self, request: AuthorizationRequest) -> StartLogin<'_> {
+        self.start(Arc::new(request.prepare()))
+    }
+
+    /// [`StartLogin`] for `scopes`, from the kept [`login_template`](Self::login_template).
+    pub fn start_login_for(&self, scopes: &Scopes) -> Result<StartLogin<'_>, Error> {
+        Ok(self.start(self.login_template(scopes)?))
+    }
+
+    fn start(&self, template: Arc<LoginTemplate>) -> StartLogin<'_> {
         StartLogin {
             context: self,
-            request: Some(request),
+            request: Some(template),
             pending: None,
             leg: Leg::Ready,
         }
@@ -1351,7 +1360,9 @@ mod tests {
         assert!(result.is_err());
     }
 
-    fn start(context: &ClientContext) -> (Vec<String>, Result<(Url, PendingLogin), Error>) {
+    fn start(
+        context: &ClientContext,
+    ) -> (Vec<String>, Result<(AuthorizationUrl, PendingLogin), Error>) {
         let request = context
             .authorization_request(&Scopes::parse("openid profile"))
             .unwrap();
@@ -1433,5 +1444,47 @@ mod tests {
         let plain = context(serde_json::json!({}), ClientOptions::default());
         let (url, _) = plain.begin_login(&scopes, &mut seeded(), now).unwrap();
         assert!(url.query_pairs().any(|(k, _)| k == "state"));
+    }
+
+    /// The plain login's template is kept for the scopes it was made for (with or without `openid` named), and
+    /// made anew for other scopes: a login never carries another login's scopes.
+    #[test]
+    fn the_login_template_is_kept_per_scopes() {
+        let context = context(serde_json::json!({}), ClientOptions::default());
+        let a = context
+            .login_template(&Scopes::parse("profile patients.read"))
+            .unwrap();
+        let same = context
+            .login_template(&Scopes::parse("openid patients.read profile"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &same));
+        let other = context.login_template(&Scopes::parse("profile")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert_eq!(other.requested_scopes(), &Scopes::parse("openid profile"));
+        let (url, pending) = context
+            .begin_login(
+                &Scopes::parse("patients.read"),
+                &mut seeded(),
+                UnixTime::EPOCH,
+            )
+            .unwrap();
+        let scope: Vec<_> = url
+            .query_pairs()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(scope, ["openid patients.read"]);
+        assert_eq!(
+            pending.requested_scopes(),
+            &Scopes::parse("openid patients.read")
+        );
+        // A superset is not the same scopes.
+        let superset = context
+            .login_template(&Scopes::parse("patients.read profile"))
+            .unwrap();
+        assert_eq!(
+            superset.requested_scopes(),
+            &Scopes::parse("openid patients.read profile")
+        );
     }
 }

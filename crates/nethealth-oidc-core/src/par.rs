@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::authorize::AuthorizationUrl;
 use crate::client::{ClientConfig, TokenAuthMethod};
 use crate::client_auth::{self, ClientAuth, RequestStamp};
 use crate::error::{Endpoint, ResponseError};
@@ -40,12 +41,12 @@ pub struct PushedAuthorization {
 
 impl PushedAuthorization {
     /// The URL to send the browser to: the authorization endpoint with only `client_id` and `request_uri`.
-    pub fn browser_url(&self, authorization_endpoint: &Url, client_id: &str) -> Url {
+    pub fn browser_url(&self, authorization_endpoint: &Url, client_id: &str) -> AuthorizationUrl {
         let mut url = authorization_endpoint.clone();
         url.query_pairs_mut()
             .append_pair("client_id", client_id)
             .append_pair("request_uri", &self.request_uri);
-        url
+        url.into()
     }
 }
 
@@ -56,7 +57,7 @@ pub fn pushed_authorization_request(
     endpoint: &Url,
     client: &ClientConfig,
     auth: &ClientAuth,
-    authorization_url: &Url,
+    authorization_url: &AuthorizationUrl,
     stamp: &RequestStamp,
 ) -> Result<http::Request<Vec<u8>>, TokenRequestError> {
     let pairs: Vec<(String, String)> = authorization_url
@@ -121,8 +122,10 @@ mod tests {
     #[test]
     fn pushes_the_query_with_client_auth() {
         let endpoint = Url::parse("https://op.example/par").unwrap();
-        let auth_url =
-            Url::parse("https://op.example/auth?client_id=app&scope=openid&state=s").unwrap();
+        let auth_url: AuthorizationUrl =
+            Url::parse("https://op.example/auth?client_id=app&scope=openid&state=s#f")
+                .unwrap()
+                .into();
         let client = ClientConfig::new("app", Some(ClientSecret::new("sec")));
         let stamp = RequestStamp::new_inner(crate::UnixTime::from_secs(1_800_000_000), "jti");
         let post = pushed_authorization_request(

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use nethealth_oidc_core::authorize::{AuthorizationRequest, PendingLogin};
+use nethealth_oidc_core::authorize::{AuthorizationRequest, AuthorizationUrl, PendingLogin};
 use nethealth_oidc_core::client_auth::RequestStamp;
 use nethealth_oidc_core::context::{ClientContext, ClientOptions, Grant};
 use nethealth_oidc_core::discovery::ProviderMetadata;
@@ -254,29 +254,32 @@ impl Client {
     /// [`AuthorizeRequestError::MustPush`](nethealth_oidc_core::authorize::AuthorizeRequestError::MustPush): use
     /// [`start_login`](Self::start_login), which works with every provider.
     #[tracing::instrument(name = "nethealth_oidc.login.begin", skip_all, fields(issuer = %self.provider.issuer()))]
-    pub fn begin_login(&self, scopes: &Scopes) -> Result<(Url, PendingLogin), Error> {
+    pub fn begin_login(&self, scopes: &Scopes) -> Result<(AuthorizationUrl, PendingLogin), Error> {
         let now = self.provider.clock().now();
         self.context.begin_login(scopes, &mut rand::rng(), now)
     }
 
     /// Starts a login from a customised request, as a plain authorization URL (never pushed).
     #[tracing::instrument(name = "nethealth_oidc.login.begin", skip_all, fields(issuer = %self.provider.issuer()))]
-    pub fn begin_login_with(&self, request: AuthorizationRequest) -> (Url, PendingLogin) {
+    pub fn begin_login_with(
+        &self,
+        request: AuthorizationRequest,
+    ) -> (AuthorizationUrl, PendingLogin) {
         request.build(&mut rand::rng(), self.provider.clock().now())
     }
 
     /// Starts a login for `scopes`, pushing it first (RFC 9126) when the provider requires it or the client asked
     /// for it: then the browser's URL carries only `client_id` and `request_uri`. Otherwise as
     /// [`begin_login`](Self::begin_login).
-    pub fn start_login(&self, scopes: &Scopes) -> Result<(Url, PendingLogin), Error> {
-        self.start_login_with(self.login_request(scopes)?)
+    pub fn start_login(&self, scopes: &Scopes) -> Result<(AuthorizationUrl, PendingLogin), Error> {
+        self.provider.drive(self.context.start_login_for(scopes)?)
     }
 
     /// [`start_login`](Self::start_login) from a customised request.
     pub fn start_login_with(
         &self,
         request: AuthorizationRequest,
-    ) -> Result<(Url, PendingLogin), Error> {
+    ) -> Result<(AuthorizationUrl, PendingLogin), Error> {
         self.provider.drive(self.context.start_login(request))
     }
 

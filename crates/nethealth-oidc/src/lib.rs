@@ -20,7 +20,9 @@ pub use nethealth_oidc_store::{EncryptionKey, RedisOptions, RedisStore};
 #[cfg(feature = "keyring")]
 pub use nethealth_oidc_store::{KeyringKeyedStore, KeyringStore};
 pub use oidc_core as core;
-pub use oidc_core::authorize::{AuthorizationRequest, PendingLogin, Pkce, Prompt};
+pub use oidc_core::authorize::{
+    AuthorizationRequest, AuthorizationUrl, LoginTemplate, PendingLogin, Pkce, Prompt,
+};
 pub use oidc_core::context::{ClientOptions, Grant};
 pub use oidc_core::introspection::Introspection;
 pub use oidc_core::lifecycle::{LifecycleConfig, TokenSet};

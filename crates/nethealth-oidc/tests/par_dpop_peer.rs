@@ -91,13 +91,13 @@ fn user() -> String {
 }
 
 /// Checks that the browser's URL carries only `client_id` and `request_uri`.
-fn assert_pushed(auth_url: &nethealth_oidc::core::Url) {
+fn assert_pushed(auth_url: &nethealth_oidc::AuthorizationUrl) {
     let mut keys: Vec<String> = auth_url
         .query_pairs()
         .map(|(k, _)| k.into_owned())
         .collect();
     keys.sort();
-    assert_eq!(keys, ["client_id", "request_uri"], "{auth_url}");
+    assert_eq!(keys, ["client_id", "request_uri"], "{}", auth_url.as_str());
 }
 
 fn assert_must_push(err: Error) {

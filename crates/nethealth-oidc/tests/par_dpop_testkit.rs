@@ -36,13 +36,13 @@ fn code(err: &Error) -> Option<&ErrorCode> {
     err.oauth_error().map(|e| &e.code)
 }
 
-fn assert_pushed(auth_url: &nethealth_oidc::core::Url) {
+fn assert_pushed(auth_url: &nethealth_oidc::AuthorizationUrl) {
     let mut keys: Vec<String> = auth_url
         .query_pairs()
         .map(|(k, _)| k.into_owned())
         .collect();
     keys.sort();
-    assert_eq!(keys, ["client_id", "request_uri"], "{auth_url}");
+    assert_eq!(keys, ["client_id", "request_uri"], "{}", auth_url.as_str());
 }
 
 mod asynchronous {
