@@ -157,6 +157,13 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     fn lock(&self) -> Result<StoreGuard, StoreError> {
         Ok(StoreGuard::none())
     }
+    /// Whether a call may wait: on a disk, a network or another process's lock. The async session runs the calls of
+    /// a store that may block on tokio's blocking pool, and calls one that never does (an in-memory store) right on
+    /// the runtime's thread, which spares each call two thread hops. The default, `true`, is always safe; say `false`
+    /// only for a store whose every call returns at once.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// Keeps the token set in memory.
@@ -185,6 +192,11 @@ impl TokenStore for MemoryStore {
     fn clear(&self) -> Result<(), StoreError> {
         *self.set.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(())
+    }
+
+    /// Never: every call takes an uncontended in-process lock and returns.
+    fn may_block(&self) -> bool {
+        false
     }
 }
 

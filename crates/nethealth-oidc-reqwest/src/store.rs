@@ -88,48 +88,62 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Other(format!("the store task failed: {e}")))?
 }
 
+impl<S: ?Sized + Send + Sync + 'static> BlockingStore<S> {
+    /// Runs `f` on the store: on the blocking pool, or right here when the store says it never blocks (`inline`),
+    /// which spares a renewal two thread hops per store call.
+    async fn call<T: Send + 'static>(
+        &self,
+        inline: bool,
+        f: impl FnOnce(&S) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if inline {
+            return f(&self.0);
+        }
+        let store = Arc::clone(&self.0);
+        blocking(move || f(&store)).await
+    }
+}
+
 #[async_trait::async_trait]
 impl<S: TokenStore + ?Sized + 'static> AsyncTokenStore for BlockingStore<S> {
     async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
-        let store = Arc::clone(&self.0);
-        blocking(move || store.load()).await
+        self.call(!self.0.may_block(), |s| s.load()).await
     }
 
     async fn save(&self, set: &TokenSet) -> Result<(), StoreError> {
-        let (store, set) = (Arc::clone(&self.0), set.clone());
-        blocking(move || store.save(&set)).await
+        let set = set.clone();
+        self.call(!self.0.may_block(), move |s| s.save(&set)).await
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        let store = Arc::clone(&self.0);
-        blocking(move || store.clear()).await
+        self.call(!self.0.may_block(), |s| s.clear()).await
     }
 
     async fn lock(&self) -> Result<StoreGuard, StoreError> {
-        let store = Arc::clone(&self.0);
-        blocking(move || store.lock()).await
+        self.call(!self.0.may_block(), |s| s.lock()).await
     }
 }
 
 #[async_trait::async_trait]
 impl<S: KeyedTokenStore + ?Sized + 'static> AsyncKeyedTokenStore for BlockingStore<S> {
     async fn load(&self, key: &SessionKey) -> Result<Option<TokenSet>, StoreError> {
-        let (store, key) = (Arc::clone(&self.0), key.clone());
-        blocking(move || store.load(&key)).await
+        let key = key.clone();
+        self.call(!self.0.may_block(), move |s| s.load(&key)).await
     }
 
     async fn save(&self, key: &SessionKey, set: &TokenSet) -> Result<(), StoreError> {
-        let (store, key, set) = (Arc::clone(&self.0), key.clone(), set.clone());
-        blocking(move || store.save(&key, &set)).await
+        let (key, set) = (key.clone(), set.clone());
+        self.call(!self.0.may_block(), move |s| s.save(&key, &set))
+            .await
     }
 
     async fn clear(&self, key: &SessionKey) -> Result<(), StoreError> {
-        let (store, key) = (Arc::clone(&self.0), key.clone());
-        blocking(move || store.clear(&key)).await
+        let key = key.clone();
+        self.call(!self.0.may_block(), move |s| s.clear(&key)).await
     }
 
     async fn lock(&self, key: &SessionKey) -> Result<StoreGuard, StoreError> {
-        let (store, key) = (Arc::clone(&self.0), key.clone());
-        blocking(move || store.lock(&key)).await
+        let key = key.clone();
+        self.call(!self.0.may_block(), move |s| s.lock(&key)).await
     }
 }

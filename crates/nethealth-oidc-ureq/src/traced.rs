@@ -49,4 +49,8 @@ impl TokenStore for Traced {
     fn lock(&self) -> Result<StoreGuard, StoreError> {
         traced("lock", || self.0.lock(), |_| None)
     }
+
+    fn may_block(&self) -> bool {
+        self.0.may_block()
+    }
 }

@@ -147,6 +147,10 @@ pub trait KeyedTokenStore: Send + Sync + fmt::Debug {
         let _ = key;
         Ok(StoreGuard::none())
     }
+    /// Whether a call may wait, as [`TokenStore::may_block`](crate::store::TokenStore::may_block) (default `true`).
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// [`TokenStore`] for a store that does I/O of its own (a database, a remote cache): the async session awaits it
@@ -218,6 +222,10 @@ impl<S: KeyedTokenStore + ?Sized> TokenStore for KeyedEntry<S> {
     fn lock(&self) -> Result<StoreGuard, StoreError> {
         self.store.lock(&self.key)
     }
+
+    fn may_block(&self) -> bool {
+        self.store.may_block()
+    }
 }
 
 #[async_trait::async_trait]
@@ -279,6 +287,11 @@ impl KeyedTokenStore for MemoryKeyedStore {
     fn clear(&self, key: &SessionKey) -> Result<(), StoreError> {
         self.sets().remove(key);
         Ok(())
+    }
+
+    /// Never: every call takes an uncontended in-process lock and returns.
+    fn may_block(&self) -> bool {
+        false
     }
 }
 
