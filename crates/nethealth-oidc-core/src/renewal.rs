@@ -8,7 +8,7 @@
 //! [`Step::Done`]. Every decision of a renewal is the machine's:
 //!
 //! ```text
-//!  Lock ─▶ Load: adopt a set another process stored ─▶ [Save the set kept aside] ─▶ Send ─▶ [VerifyIdToken] ─▶ Save ─▶ Done(token)
+//!  Lock ─▶ Load: adopt a set another process stored ─▶ [Save the set kept aside] ─▶ Send ─▶ [VerifyIdToken] ─▶ Save ─▶ Unlock ─▶ Done(token)
 //!                                                          ▲                         │
 //!                                                          │ adopted                 │ invalid_grant, first attempt
 //!                                                          └──────── Load ◀──────────┘
@@ -17,7 +17,8 @@
 //!  a store failure at any step ─▶ Done(the current token while it is valid, else the error); the next renewal waits a backoff
 //! ```
 //!
-//! The driver holds the store's lock from [`Step::Lock`] until [`Step::Done`].
+//! The driver holds the store's lock from [`Step::Lock`] until [`Step::Unlock`], which comes before every
+//! [`Step::Done`] once the lock was taken: the machine, not the driver, decides when it is released.
 //!
 //! Invariants the machine keeps, whatever the driver's runtime:
 //! - a renewed set is stored before it is installed, so a rotated refresh token is never handed out unstored;
@@ -206,6 +207,7 @@ impl SessionState {
             phase: Phase::Start,
             event: None,
             now: UnixTime::from_secs(0),
+            locked: false,
         }
     }
 
@@ -223,7 +225,7 @@ impl SessionState {
 #[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum Step {
-    /// Take the store's lock (across processes) and keep it until [`Step::Done`]; report [`Event::Locked`].
+    /// Take the store's lock (across processes) and keep it until [`Step::Unlock`]; report [`Event::Locked`].
     Lock,
     /// Read the store; report [`Event::Loaded`].
     Load,
@@ -242,7 +244,10 @@ pub enum Step {
     /// Verify the refreshed ID token with the provider's keys: call [`Renewal::verify_id_token`] with them (and,
     /// if it fails for want of a key, with the keys fetched again); report [`Event::Verified`].
     VerifyIdToken,
-    /// The renewal is over: release the store's lock and hand this to every caller waiting.
+    /// Release the store's lock; report [`Event::Unlocked`]. Comes once, before [`Step::Done`], when the lock was
+    /// taken.
+    Unlock,
+    /// The renewal is over (the lock is released): hand this to every caller waiting.
     Done(Result<Arc<AccessToken>, Error>),
 }
 
@@ -263,6 +268,8 @@ pub enum Event {
     Response(Result<http::Response<Vec<u8>>, Error>),
     /// The refreshed ID token's claims, verified.
     Verified(Result<IdTokenClaims, Error>),
+    /// The store's lock was released.
+    Unlocked,
 }
 
 impl fmt::Debug for Step {
@@ -278,6 +285,7 @@ impl fmt::Debug for Step {
                 .field("dpop_key", dpop_key)
                 .finish(),
             Step::VerifyIdToken => f.write_str("VerifyIdToken"),
+            Step::Unlock => f.write_str("Unlock"),
             Step::Done(result) => f.debug_tuple("Done").field(result).finish(),
         }
     }
@@ -317,6 +325,7 @@ impl Event {
             Event::Cleared(_) => "Cleared",
             Event::Response(_) => "Response",
             Event::Verified(_) => "Verified",
+            Event::Unlocked => "Unlocked",
         }
     }
 }
@@ -340,6 +349,8 @@ enum Phase {
     /// The session ended: re-reading the store to clear the dead set from it.
     CheckingDead(Error),
     Clearing(Error),
+    /// Over, with this outcome, once the lock is released.
+    Unlocking(Result<Arc<AccessToken>, Error>),
     Finished,
 }
 
@@ -353,6 +364,7 @@ impl Phase {
             Phase::Sending { .. } => "Send",
             Phase::Verifying { .. } => "VerifyIdToken",
             Phase::Clearing(_) => "Clear",
+            Phase::Unlocking(_) => "Unlock",
             Phase::Finished => "Done",
         }
     }
@@ -365,6 +377,8 @@ pub struct Renewal<'a> {
     phase: Phase,
     event: Option<Event>,
     now: UnixTime,
+    /// Whether the driver holds the store's lock (from `Locked(Ok)` until `Unlock`).
+    locked: bool,
 }
 
 impl fmt::Debug for Renewal<'_> {
@@ -385,12 +399,25 @@ impl Renewal<'_> {
     /// authenticates a token request if this poll builds one).
     pub fn poll(&mut self, stamp: &RequestStamp) -> Step {
         self.now = stamp.now();
+        match self.advance(stamp) {
+            // Whatever ended the renewal, the lock is released before anyone hears of it.
+            Step::Done(result) if self.locked => {
+                self.locked = false;
+                self.next(Phase::Unlocking(result), Step::Unlock)
+            }
+            step => step,
+        }
+    }
+
+    fn advance(&mut self, stamp: &RequestStamp) -> Step {
         let event = self.event.take();
         match (std::mem::replace(&mut self.phase, Phase::Finished), event) {
             (Phase::Start, None) => self.next(Phase::Locking, Step::Lock),
             (Phase::Locking, Some(Event::Locked(Ok(())))) => {
+                self.locked = true;
                 self.next(Phase::Rereading, Step::Load)
             }
+            (Phase::Unlocking(result), Some(Event::Unlocked)) => Step::Done(result),
             (Phase::Locking, Some(Event::Locked(Err(error)))) => self.store_failed(error),
             (Phase::Rereading, Some(Event::Loaded(Ok(stored)))) => {
                 if let Some(stored) = stored {

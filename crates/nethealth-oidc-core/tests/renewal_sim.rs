@@ -198,8 +198,18 @@ impl Sim {
                     self.steps.push("verify");
                     Event::Verified(renewal.verify_id_token(&self.keys))
                 }
+                Step::Unlock => {
+                    self.steps.push("unlock");
+                    assert!(locked, "only a lock taken is released");
+                    locked = false;
+                    Event::Unlocked
+                }
                 Step::Done(result) => {
                     self.steps.push("done");
+                    assert!(
+                        !locked,
+                        "the lock is released before the outcome is handed out"
+                    );
                     return result;
                 }
                 other => panic!("unknown step {other:?}"),
@@ -231,7 +241,10 @@ fn a_due_token_is_refreshed_stored_then_handed_out() {
         "refresh_token": "rt-1"}),
     ));
     assert_eq!(sim.access_token().unwrap(), "at-1");
-    assert_eq!(sim.steps, ["lock", "load", "send", "save", "done"]);
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "send", "save", "unlock", "done"]
+    );
     assert_eq!(
         sim.requests,
         ["grant_type=refresh_token&refresh_token=rt-0"]
@@ -251,7 +264,7 @@ fn a_set_another_process_renewed_is_adopted_without_a_request() {
     sim.store.set = Some(set(7, DUE - 5, 3600));
     sim.now = DUE;
     assert_eq!(sim.access_token().unwrap(), "at-7");
-    assert_eq!(sim.steps, ["lock", "load", "done"]);
+    assert_eq!(sim.steps, ["lock", "load", "unlock", "done"]);
     assert!(sim.requests.is_empty());
 }
 
@@ -264,7 +277,10 @@ fn invalid_grant_rereads_the_store_and_adopts_a_rotation_by_another_process() {
     sim.store.scripted_loads.push_back(Some(set(0, NOW, 3600)));
     sim.store.set = Some(set(8, DUE, 3600));
     assert_eq!(sim.access_token().unwrap(), "at-8");
-    assert_eq!(sim.steps, ["lock", "load", "send", "load", "done"]);
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "send", "load", "unlock", "done"]
+    );
     assert_eq!(
         sim.requests.len(),
         1,
@@ -284,7 +300,9 @@ fn invalid_grant_with_nothing_newer_ends_the_session_and_clears_the_dead_set() {
     );
     assert_eq!(
         sim.steps,
-        ["lock", "load", "send", "load", "load", "clear", "done"]
+        [
+            "lock", "load", "send", "load", "load", "clear", "unlock", "done"
+        ]
     );
     assert!(sim.store.set.is_none(), "the dead set left the store");
     // From now on: login required, without a request.
@@ -305,7 +323,10 @@ fn a_dead_set_is_not_cleared_when_the_store_holds_another_one_by_then() {
         Some(set(9, NOW - 100, 3600)),
     ]);
     assert!(sim.access_token().unwrap_err().is_login_required());
-    assert_eq!(sim.steps, ["lock", "load", "send", "load", "load", "done"]);
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "send", "load", "load", "unlock", "done"]
+    );
     assert!(sim.store.set.is_some());
 }
 
@@ -321,7 +342,10 @@ fn an_expired_refresh_token_requires_login_without_a_request() {
         Some(LoginRequiredReason::RefreshTokenExpired)
     );
     assert!(sim.requests.is_empty());
-    assert_eq!(sim.steps, ["lock", "load", "load", "clear", "done"]);
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "load", "clear", "unlock", "done"]
+    );
 }
 
 #[test]
@@ -359,7 +383,7 @@ fn a_set_whose_storing_failed_is_stored_first_next_time_with_no_second_refresh()
     sim.store.fail_save = false;
     sim.now = DUE + 2;
     assert_eq!(sim.access_token().unwrap(), "at-1");
-    assert_eq!(sim.steps, ["lock", "load", "save", "done"]);
+    assert_eq!(sim.steps, ["lock", "load", "save", "unlock", "done"]);
     assert_eq!(sim.stored_access_token().as_deref(), Some("at-1"));
     assert_eq!(
         sim.requests.len(),
@@ -382,7 +406,7 @@ fn a_kept_aside_set_older_than_the_stored_one_is_dropped() {
     sim.store.set = Some(set(5, DUE + 1, 3600));
     sim.now = DUE + 2;
     assert_eq!(sim.access_token().unwrap(), "at-5");
-    assert_eq!(sim.steps, ["lock", "load", "done"]);
+    assert_eq!(sim.steps, ["lock", "load", "unlock", "done"]);
     assert_eq!(sim.stored_access_token().as_deref(), Some("at-5"));
 }
 
@@ -427,7 +451,10 @@ fn client_credentials_are_requested_again_with_the_same_scopes() {
         sim.requests,
         ["grant_type=client_credentials&scope=system%2FPatient.rs"]
     );
-    assert_eq!(sim.steps, ["lock", "load", "send", "save", "done"]);
+    assert_eq!(
+        sim.steps,
+        ["lock", "load", "send", "save", "unlock", "done"]
+    );
 }
 
 #[test]
@@ -441,7 +468,7 @@ fn a_refreshed_id_token_is_verified_and_must_continue_the_login() {
     assert_eq!(sim.access_token().unwrap(), "at-1");
     assert_eq!(
         sim.steps,
-        ["lock", "load", "send", "verify", "save", "done"]
+        ["lock", "load", "send", "verify", "save", "unlock", "done"]
     );
     // Another user's ID token: refused, nothing installed or stored, the valid token kept.
     sim.now = DUE + 3540;
@@ -456,7 +483,7 @@ fn a_refreshed_id_token_is_verified_and_must_continue_the_login() {
     );
     assert_eq!(
         sim.steps,
-        ["lock", "load", "send", "verify", "done"],
+        ["lock", "load", "send", "verify", "unlock", "done"],
         "nothing saved"
     );
     assert_eq!(sim.stored_access_token().as_deref(), Some("at-1"));

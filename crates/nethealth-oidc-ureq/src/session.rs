@@ -213,6 +213,10 @@ impl Session {
                     let check = |keys: &_| renewal.verify_id_token(keys);
                     Event::Verified(client.provider().with_keys(check))
                 }
+                Step::Unlock => {
+                    _store_lock = None;
+                    Event::Unlocked
+                }
                 Step::Done(result) => return result,
                 _ => {
                     return Err(Error::Renewal(
