@@ -61,7 +61,9 @@ impl AuthorizedClient {
         let mut call = ApiCall::new(self.session.state(), nonces, method, url);
         let mut first = Some(request);
         loop {
-            match call.poll(provider.clock().now(), &mut rand::rng()) {
+            // The thread's RNG is dropped before any await: the future stays `Send`.
+            let step = call.poll(provider.clock().now(), &mut rand::rng());
+            match step {
                 Step::Credentials => call.handle_credentials(self.session.credentials().await),
                 Step::Send(send) => {
                     let Some(mut request) = first.take().or_else(|| replay.as_ref()?.try_clone())
