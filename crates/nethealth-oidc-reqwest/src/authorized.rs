@@ -8,8 +8,9 @@ use crate::Session;
 /// A [`reqwest::Client`] bound to a [`Session`]: every request carries `Authorization: Bearer <token>`, with a
 /// token that is valid when sent. When the API answers `401` with `WWW-Authenticate: Bearer error="invalid_token"`,
 /// the session renews the token once (only if it still holds the refused token, so concurrent refusals cause one
-/// renewal) and the request is sent once more with the new token (if its body can be replayed); the refused token is
-/// never sent again.
+/// renewal) and the request is sent once more with the new token (if its body can be replayed: if not, the `401` is
+/// returned, and the next call has the renewed token); the refused token is never sent again. These decisions are
+/// the core's (`nethealth_oidc_core::resource`); this type only sends.
 ///
 /// With DPoP-bound tokens (`ClientOptions::with_dpop`), every request carries `Authorization: DPoP <token>` and a
 /// fresh proof for its method and URL (with `ath`); a `401` with `WWW-Authenticate: DPoP error="use_dpop_nonce"` is

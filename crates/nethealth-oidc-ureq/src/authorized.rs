@@ -8,7 +8,8 @@ use crate::Session;
 /// A [`ureq::Agent`] bound to a [`Session`]: every request carries `Authorization: Bearer <token>`, with a token
 /// that is valid when sent. When the API answers `401` with `WWW-Authenticate: Bearer error="invalid_token"`, the
 /// session renews the token once (only if it still holds the refused token, so concurrent refusals cause one
-/// renewal) and the request is sent once more with the new token; the refused token is never sent again.
+/// renewal) and the request is sent once more with the new token; the refused token is never sent again. These
+/// decisions are the core's (`nethealth_oidc_core::resource`); this type only sends.
 ///
 /// Requests are `http::Request<Vec<u8>>` values, so the body can always be replayed; 4xx and 5xx come back as
 /// responses, not errors, whatever the agent's own settings.
