@@ -111,75 +111,104 @@ fn nonce_challenge(nonce: &str) -> http::Response<u32> {
 #[derive(Debug)]
 struct Sent {
     attempt: u8,
-    authorization: String,
     proof: Option<Value>,
 }
 
-/// The simulated driver: the session's credentials and the API's answers, in order, and whether the request can
-/// be sent again. Returns the call's result (the answer's number in the body) and what the driver did.
-struct Sim {
-    session: VecDeque<Result<(Arc<AccessToken>, HeaderValue), Error>>,
-    api: VecDeque<http::Response<u32>>,
-    replayable: bool,
+/// One scripted call and what came of it.
+struct Run {
+    /// The call's result (an answer's body is its number: 1 for the first answer).
+    result: Result<http::Response<u32>, Error>,
+    /// What the driver did: `credentials`, `send <Authorization>`, `cannot replay`.
     log: Vec<String>,
     sent: Vec<Sent>,
+    state: SessionState,
+    nonces: DpopNonces,
 }
 
-impl Sim {
-    fn new(
-        session: Vec<Result<(Arc<AccessToken>, HeaderValue), Error>>,
-        api: Vec<http::Response<u32>>,
-    ) -> Sim {
-        Sim {
-            session: session.into(),
-            api: api.into(),
-            replayable: true,
-            log: Vec::new(),
-            sent: Vec::new(),
-        }
+impl Run {
+    fn ok(&self) -> (StatusCode, u32) {
+        let response = self.result.as_ref().expect("the call succeeds");
+        (response.status(), *response.body())
     }
 
-    fn run(
-        &mut self,
-        call: &mut ApiCall<'_, http::Response<u32>>,
-    ) -> Result<http::Response<u32>, Error> {
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut answered = 0;
-        for _ in 0..20 {
-            match call.poll(UnixTime::from_secs(NOW), &mut rng) {
-                Step::Credentials => {
-                    self.log.push("credentials".into());
-                    let next = self
-                        .session
-                        .pop_front()
-                        .expect("the script has more credentials");
-                    call.handle_credentials(next);
-                }
-                Step::Send(send) => {
-                    if !self.sent.is_empty() && !self.replayable {
-                        self.log.push("cannot replay".into());
-                        call.handle_cannot_replay();
-                        continue;
-                    }
-                    let mut headers = http::HeaderMap::new();
-                    let attempt = send.attempt();
-                    send.apply(&mut headers);
-                    let sent = Sent {
-                        attempt,
-                        authorization: headers["authorization"].to_str().unwrap().to_owned(),
-                        proof: headers.get("dpop").map(|p| claims(p.to_str().unwrap())),
-                    };
-                    self.log.push(format!("send {}", sent.authorization));
-                    self.sent.push(sent);
-                    let mut response = self.api.pop_front().expect("the script has more answers");
-                    answered += 1;
-                    *response.body_mut() = answered;
-                    call.handle_response(response);
-                }
-                Step::Done(result) => return result,
+    fn proofs(&self, claim: &str) -> Vec<Value> {
+        self.sent
+            .iter()
+            .map(|s| s.proof.as_ref().expect("a proof")[claim].clone())
+            .collect()
+    }
+}
+
+/// The tokens a session hands out, one per `Step::Credentials`, DPoP-bound or not.
+fn tokens(names: &[&str], dpop: bool) -> Vec<Result<(Arc<AccessToken>, HeaderValue), Error>> {
+    names.iter().map(|name| credentials(name, dpop)).collect()
+}
+
+/// The simulated driver: a `method` call to `url` of the session whose state is `state`, which hands out
+/// `session`'s credentials in order, to an API that answers `api` in order; the request can be sent again when
+/// `replayable`. Returns the result, the log and what was sent.
+#[expect(clippy::type_complexity, reason = "a test helper's plain tuple")]
+fn drive(
+    (state, nonces): (&SessionState, &DpopNonces),
+    (method, url): (Method, &str),
+    session: Vec<Result<(Arc<AccessToken>, HeaderValue), Error>>,
+    api: Vec<http::Response<u32>>,
+    replayable: bool,
+) -> (Result<http::Response<u32>, Error>, Vec<String>, Vec<Sent>) {
+    let (mut session, mut api) = (VecDeque::from(session), VecDeque::from(api));
+    let (mut log, mut sent) = (Vec::new(), Vec::<Sent>::new());
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut call = ApiCall::new(state, nonces, method, url);
+    for _ in 0..20 {
+        match call.poll(UnixTime::from_secs(NOW), &mut rng) {
+            Step::Credentials => {
+                log.push("credentials".to_owned());
+                call.handle_credentials(session.pop_front().expect("more credentials scripted"));
             }
+            Step::Send(_) if !sent.is_empty() && !replayable => {
+                log.push("cannot replay".to_owned());
+                call.handle_cannot_replay();
+            }
+            Step::Send(send) => {
+                let mut headers = http::HeaderMap::new();
+                let attempt = send.attempt();
+                send.apply(&mut headers);
+                let authorization = headers["authorization"].to_str().unwrap().to_owned();
+                log.push(format!("send {authorization}"));
+                sent.push(Sent {
+                    attempt,
+                    proof: headers.get("dpop").map(|p| claims(p.to_str().unwrap())),
+                });
+                let mut response = api.pop_front().expect("more answers scripted");
+                *response.body_mut() = sent.len() as u32;
+                call.handle_response(response);
+            }
+            Step::Done(result) => return (result, log, sent),
         }
-        panic!("the call never ended: {:?}", self.log);
+    }
+    panic!("the call never ended: {log:?}");
+}
+
+/// [`drive`] for a session holding `at-1` (DPoP-bound with `key`, then the call is a `POST`, else a `GET`).
+fn run(
+    key: Option<&DpopKey>,
+    session: Vec<Result<(Arc<AccessToken>, HeaderValue), Error>>,
+    api: Vec<http::Response<u32>>,
+    replayable: bool,
+) -> Run {
+    let (state, nonces) = (state(key), DpopNonces::default());
+    let method = if key.is_some() {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    let (result, log, sent) = drive((&state, &nonces), (method, URL), session, api, replayable);
+    Run {
+        result,
+        log,
+        sent,
+        state,
+        nonces,
     }
 }
 
@@ -189,39 +218,30 @@ fn claims(proof: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-fn bearer_call<'a>(
-    state: &'a SessionState,
-    nonces: &'a DpopNonces,
-) -> ApiCall<'a, http::Response<u32>> {
-    ApiCall::new(state, nonces, Method::GET, URL)
-}
-
 fn is_fresh(state: &SessionState) -> bool {
     state.fresh_token(NOW).is_some()
 }
 
 #[test]
 fn a_bearer_call_sends_the_token_once() {
-    let (state, nonces) = (state(None), DpopNonces::default());
-    let mut sim = Sim::new(vec![credentials("at-1", false)], vec![ok()]);
-    let response = sim.run(&mut bearer_call(&state, &nonces)).unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(sim.log, ["credentials", "send Bearer at-1"]);
-    assert!(sim.sent[0].proof.is_none());
-    assert!(is_fresh(&state), "a token the API took is not reported");
+    let run = run(None, tokens(&["at-1"], false), vec![ok()], true);
+    assert_eq!(run.ok(), (StatusCode::OK, 1));
+    assert_eq!(run.log, ["credentials", "send Bearer at-1"]);
+    assert!(run.sent[0].proof.is_none());
+    assert!(is_fresh(&run.state), "a token the API took is not reported");
 }
 
 #[test]
 fn invalid_token_renews_once_and_resends_with_the_new_token() {
-    let (state, nonces) = (state(None), DpopNonces::default());
-    let mut sim = Sim::new(
-        vec![credentials("at-1", false), credentials("at-2", false)],
+    let run = run(
+        None,
+        tokens(&["at-1", "at-2"], false),
         vec![invalid_token(), ok()],
+        true,
     );
-    let response = sim.run(&mut bearer_call(&state, &nonces)).unwrap();
-    assert_eq!((response.status(), *response.body()), (StatusCode::OK, 2));
+    assert_eq!(run.ok(), (StatusCode::OK, 2));
     assert_eq!(
-        sim.log,
+        run.log,
         [
             "credentials",
             "send Bearer at-1",
@@ -230,57 +250,43 @@ fn invalid_token_renews_once_and_resends_with_the_new_token() {
         ]
     );
     assert!(
-        !is_fresh(&state),
+        !is_fresh(&run.state),
         "the session was told its token was rejected"
     );
 }
 
 #[test]
 fn a_second_invalid_token_is_returned_not_retried() {
-    let (state, nonces) = (state(None), DpopNonces::default());
-    let mut sim = Sim::new(
-        vec![credentials("at-1", false), credentials("at-2", false)],
-        vec![invalid_token(), invalid_token()],
-    );
-    let response = sim.run(&mut bearer_call(&state, &nonces)).unwrap();
-    assert_eq!(
-        (response.status(), *response.body()),
-        (StatusCode::UNAUTHORIZED, 2)
-    );
-    assert_eq!(sim.sent.len(), 2);
+    let api = vec![invalid_token(), invalid_token()];
+    let run = run(None, tokens(&["at-1", "at-2"], false), api, true);
+    assert_eq!(run.ok(), (StatusCode::UNAUTHORIZED, 2));
+    assert_eq!(run.sent.len(), 2);
 }
 
 #[test]
 fn the_refused_token_is_never_sent_again() {
-    let (state, nonces) = (state(None), DpopNonces::default());
     // The session could not renew (another caller's renewal, a token with no refresh token) and hands back at-1.
-    let mut sim = Sim::new(
-        vec![credentials("at-1", false), credentials("at-1", false)],
+    let run = run(
+        None,
+        tokens(&["at-1", "at-1"], false),
         vec![invalid_token()],
+        true,
     );
-    let response = sim.run(&mut bearer_call(&state, &nonces)).unwrap();
-    assert_eq!(
-        (response.status(), *response.body()),
-        (StatusCode::UNAUTHORIZED, 1)
-    );
-    assert_eq!(sim.log, ["credentials", "send Bearer at-1", "credentials"]);
+    assert_eq!(run.ok(), (StatusCode::UNAUTHORIZED, 1));
+    assert_eq!(run.log, ["credentials", "send Bearer at-1", "credentials"]);
 }
 
 #[test]
 fn a_request_that_cannot_be_replayed_gets_its_401_back() {
-    let (state, nonces) = (state(None), DpopNonces::default());
-    let mut sim = Sim::new(
-        vec![credentials("at-1", false), credentials("at-2", false)],
+    let run = run(
+        None,
+        tokens(&["at-1", "at-2"], false),
         vec![invalid_token()],
+        false,
     );
-    sim.replayable = false;
-    let response = sim.run(&mut bearer_call(&state, &nonces)).unwrap();
+    assert_eq!(run.ok(), (StatusCode::UNAUTHORIZED, 1));
     assert_eq!(
-        (response.status(), *response.body()),
-        (StatusCode::UNAUTHORIZED, 1)
-    );
-    assert_eq!(
-        sim.log,
+        run.log,
         [
             "credentials",
             "send Bearer at-1",
@@ -288,7 +294,7 @@ fn a_request_that_cannot_be_replayed_gets_its_401_back() {
             "cannot replay"
         ]
     );
-    assert!(!is_fresh(&state), "the next call gets a renewed token");
+    assert!(!is_fresh(&run.state), "the next call gets a renewed token");
 }
 
 #[test]
@@ -320,44 +326,28 @@ fn other_refusals_are_returned_as_they_are() {
         ),
     ];
     for case in cases {
-        let (state, nonces) = (state(None), DpopNonces::default());
         let status = case.status();
-        let mut sim = Sim::new(vec![credentials("at-1", false)], vec![case]);
-        let response = sim.run(&mut bearer_call(&state, &nonces)).unwrap();
-        assert_eq!(response.status(), status);
-        assert_eq!(sim.log, ["credentials", "send Bearer at-1"], "{status}");
-        assert!(is_fresh(&state), "{status}: the token is not reported");
+        let run = run(None, tokens(&["at-1"], false), vec![case], true);
+        assert_eq!(run.ok(), (status, 1));
+        assert_eq!(run.log, ["credentials", "send Bearer at-1"], "{status}");
+        assert!(is_fresh(&run.state), "{status}: the token is not reported");
     }
 }
 
 #[test]
 fn a_credentials_error_ends_the_call() {
-    let (state, nonces) = (state(None), DpopNonces::default());
     let ended = Error::login_required(LoginRequiredReason::RefreshTokenRejected, None);
-    let mut sim = Sim::new(
-        vec![credentials("at-1", false), Err(ended.clone())],
-        vec![invalid_token()],
-    );
-    let error = sim.run(&mut bearer_call(&state, &nonces)).unwrap_err();
-    assert_eq!(error, ended);
-    assert_eq!(sim.sent.len(), 1);
-}
-
-fn dpop_call<'a>(
-    state: &'a SessionState,
-    nonces: &'a DpopNonces,
-) -> ApiCall<'a, http::Response<u32>> {
-    ApiCall::new(state, nonces, Method::POST, URL)
+    let session = vec![credentials("at-1", false), Err(ended.clone())];
+    let run = run(None, session, vec![invalid_token()], true);
+    assert_eq!(run.result.unwrap_err(), ended);
+    assert_eq!(run.sent.len(), 1);
 }
 
 #[test]
 fn a_dpop_call_carries_a_proof_for_its_method_url_and_token() {
-    let key = key();
-    let (state, nonces) = (state(Some(&key)), DpopNonces::default());
-    let mut sim = Sim::new(vec![credentials("at-1", true)], vec![ok()]);
-    sim.run(&mut dpop_call(&state, &nonces)).unwrap();
-    assert_eq!(sim.log, ["credentials", "send DPoP at-1"]);
-    let proof = sim.sent[0].proof.as_ref().expect("a proof");
+    let run = run(Some(&key()), tokens(&["at-1"], true), vec![ok()], true);
+    assert_eq!(run.log, ["credentials", "send DPoP at-1"]);
+    let proof = run.sent[0].proof.as_ref().expect("a proof");
     assert_eq!(proof["htm"], "POST");
     assert_eq!(proof["htu"], HTU, "no query in htu");
     assert_eq!(
@@ -370,111 +360,79 @@ fn a_dpop_call_carries_a_proof_for_its_method_url_and_token() {
 
 #[test]
 fn use_dpop_nonce_is_answered_once_with_the_nonce() {
-    let key = key();
-    let (state, nonces) = (state(Some(&key)), DpopNonces::default());
-    let mut sim = Sim::new(
-        vec![credentials("at-1", true)],
-        vec![nonce_challenge("n-1"), ok()],
-    );
-    let response = sim.run(&mut dpop_call(&state, &nonces)).unwrap();
-    assert_eq!((response.status(), *response.body()), (StatusCode::OK, 2));
-    assert_eq!(sim.log, ["credentials", "send DPoP at-1", "send DPoP at-1"]);
-    let (first, second) = (
-        sim.sent[0].proof.as_ref().unwrap(),
-        sim.sent[1].proof.as_ref().unwrap(),
-    );
-    assert_eq!(second["nonce"], "n-1");
-    assert_ne!(first["jti"], second["jti"], "a fresh proof per request");
-    assert_eq!(second["ath"], first["ath"], "the same token");
-    assert_eq!(
-        nonces
-            .get(&nethealth_oidc_core::Url::parse(URL).unwrap())
-            .as_deref(),
-        Some("n-1")
-    );
+    let api = vec![nonce_challenge("n-1"), ok()];
+    let run = run(Some(&key()), tokens(&["at-1"], true), api, true);
+    assert_eq!(run.ok(), (StatusCode::OK, 2));
+    assert_eq!(run.log, ["credentials", "send DPoP at-1", "send DPoP at-1"]);
+    assert_eq!(run.proofs("nonce"), [Value::Null, json!("n-1")]);
+    let (jti, ath) = (run.proofs("jti"), run.proofs("ath"));
+    assert_ne!(jti[0], jti[1], "a fresh proof per request");
+    assert_eq!(ath[0], ath[1], "the same token");
+    let url = nethealth_oidc_core::Url::parse(URL).unwrap();
+    assert_eq!(run.nonces.get(&url).as_deref(), Some("n-1"));
     assert!(
-        is_fresh(&state),
+        is_fresh(&run.state),
         "a nonce challenge is no verdict on the token"
     );
 }
 
 #[test]
 fn a_second_nonce_challenge_is_the_typed_error() {
-    let key = key();
-    let (state, nonces) = (state(Some(&key)), DpopNonces::default());
-    let mut sim = Sim::new(
-        vec![credentials("at-1", true)],
-        vec![nonce_challenge("n-1"), nonce_challenge("n-2")],
-    );
-    let error = sim.run(&mut dpop_call(&state, &nonces)).unwrap_err();
+    let api = vec![nonce_challenge("n-1"), nonce_challenge("n-2")];
+    let run = run(Some(&key()), tokens(&["at-1"], true), api, true);
+    let error = run.result.unwrap_err();
     assert_eq!(
         error,
         dpop::nonce_challenge_repeated(Endpoint::Resource).into()
     );
-    assert_eq!(sim.sent.len(), 2);
+    assert_eq!(run.sent.len(), 2);
 }
 
 #[test]
 fn a_nonce_challenge_without_a_replayable_request_is_returned() {
-    let key = key();
-    let (state, nonces) = (state(Some(&key)), DpopNonces::default());
-    let mut sim = Sim::new(
-        vec![credentials("at-1", true)],
+    let run = run(
+        Some(&key()),
+        tokens(&["at-1"], true),
         vec![nonce_challenge("n-1")],
+        false,
     );
-    sim.replayable = false;
-    let response = sim.run(&mut dpop_call(&state, &nonces)).unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(sim.log, ["credentials", "send DPoP at-1", "cannot replay"]);
+    assert_eq!(run.ok(), (StatusCode::UNAUTHORIZED, 1));
+    assert_eq!(run.log, ["credentials", "send DPoP at-1", "cannot replay"]);
 }
 
 /// The order of the two retries: a nonce challenge is answered first, with the same token (it says nothing about
 /// the token); `invalid_token` then renews once; each token gets its own one nonce retry.
 #[test]
 fn dpop_nonce_and_invalid_token_retries_combine_in_order() {
-    let key = key();
-    let (state, nonces) = (state(Some(&key)), DpopNonces::default());
-    let mut sim = Sim::new(
-        vec![credentials("at-1", true), credentials("at-2", true)],
-        vec![
-            nonce_challenge("n-1"),
-            invalid_token(),
-            nonce_challenge("n-2"),
-            ok(),
-        ],
-    );
-    let response = sim.run(&mut dpop_call(&state, &nonces)).unwrap();
-    assert_eq!((response.status(), *response.body()), (StatusCode::OK, 4));
-    assert_eq!(
-        sim.log,
-        [
-            "credentials",
-            "send DPoP at-1",
-            "send DPoP at-1",
-            "credentials",
-            "send DPoP at-2",
-            "send DPoP at-2"
-        ]
-    );
-    let nonces_sent: Vec<_> = sim
-        .sent
-        .iter()
-        .map(|s| s.proof.as_ref().unwrap()["nonce"].clone())
-        .collect();
+    let api = vec![
+        nonce_challenge("n-1"),
+        invalid_token(),
+        nonce_challenge("n-2"),
+        ok(),
+    ];
+    let run = run(Some(&key()), tokens(&["at-1", "at-2"], true), api, true);
+    assert_eq!(run.ok(), (StatusCode::OK, 4));
+    let expected = [
+        "credentials",
+        "send DPoP at-1",
+        "send DPoP at-1",
+        "credentials",
+        "send DPoP at-2",
+        "send DPoP at-2",
+    ];
+    assert_eq!(run.log, expected);
     // The new token's first proof already carries the latest nonce the server gave.
     assert_eq!(
-        nonces_sent,
+        run.proofs("nonce"),
         [Value::Null, json!("n-1"), json!("n-1"), json!("n-2")]
     );
-    let attempts: Vec<_> = sim.sent.iter().map(|s| s.attempt).collect();
+    let attempts: Vec<_> = run.sent.iter().map(|s| s.attempt).collect();
     assert_eq!(attempts, [1, 2, 3, 4]);
 }
 
 /// One `401` with both challenges: the nonce first (same token), then, if the token is really refused, a renewal.
 #[test]
 fn a_401_with_both_challenges_answers_the_nonce_first() {
-    let key = key();
-    let (state, nonces) = (state(Some(&key)), DpopNonces::default());
     let both = answer(
         401,
         &[
@@ -486,54 +444,64 @@ fn a_401_with_both_challenges_answers_the_nonce_first() {
             ("dpop-nonce", "n-1"),
         ],
     );
-    let mut sim = Sim::new(
-        vec![credentials("at-1", true), credentials("at-2", true)],
-        vec![both, invalid_token(), ok()],
-    );
-    let response = sim.run(&mut dpop_call(&state, &nonces)).unwrap();
-    assert_eq!(*response.body(), 3);
-    assert_eq!(
-        sim.log,
-        [
-            "credentials",
-            "send DPoP at-1",
-            "send DPoP at-1",
-            "credentials",
-            "send DPoP at-2"
-        ]
-    );
+    let api = vec![both, invalid_token(), ok()];
+    let run = run(Some(&key()), tokens(&["at-1", "at-2"], true), api, true);
+    assert_eq!(run.ok(), (StatusCode::OK, 3));
+    let expected = [
+        "credentials",
+        "send DPoP at-1",
+        "send DPoP at-1",
+        "credentials",
+        "send DPoP at-2",
+    ];
+    assert_eq!(run.log, expected);
 }
 
 #[test]
 fn a_dpop_bound_token_without_its_key_or_with_a_relative_url_is_a_typed_error() {
     let key = key();
-    let bound_without_key = {
-        let state = state(Some(&key));
-        let mut set = state.token_set();
-        set.dpop_key = None;
-        SessionState::new(
-            set,
-            GrantKind::AuthorizationCode,
-            SessionOptions::default(),
-            UnixTime::from_secs(NOW),
-        )
-    };
+    let mut set = state(Some(&key)).token_set();
+    set.dpop_key = None;
+    let now = UnixTime::from_secs(NOW);
+    let without_key = SessionState::new(
+        set,
+        GrantKind::AuthorizationCode,
+        SessionOptions::default(),
+        now,
+    );
     let nonces = DpopNonces::default();
-    let mut sim = Sim::new(vec![credentials("at-1", true)], vec![]);
-    let error = sim
-        .run(&mut dpop_call(&bound_without_key, &nonces))
-        .unwrap_err();
-    assert_eq!(error, dpop::DpopError::MissingKey.into());
+    let (result, _, sent) = drive(
+        (&without_key, &nonces),
+        (Method::GET, URL),
+        tokens(&["at-1"], true),
+        vec![],
+        true,
+    );
+    assert_eq!(result.unwrap_err(), dpop::DpopError::MissingKey.into());
+    assert!(sent.is_empty());
 
     let state = state(Some(&key));
-    let mut sim = Sim::new(vec![credentials("at-1", true)], vec![]);
-    let mut call = ApiCall::new(&state, &nonces, Method::GET, "/api/patients");
-    let error = sim.run(&mut call).unwrap_err();
+    let relative = (Method::GET, "/api/patients");
+    let (result, _, sent) = drive(
+        (&state, &nonces),
+        relative,
+        tokens(&["at-1"], true),
+        vec![],
+        true,
+    );
+    let error = result.unwrap_err();
     assert!(
         matches!(error, Error::Dpop(dpop::DpopError::BadUrl(_))),
         "{error:?}"
     );
-    assert!(sim.sent.is_empty());
+    assert!(sent.is_empty());
+}
+
+fn bearer_call<'a>(
+    state: &'a SessionState,
+    nonces: &'a DpopNonces,
+) -> ApiCall<'a, http::Response<u32>> {
+    ApiCall::new(state, nonces, Method::GET, URL)
 }
 
 fn is_driver_bug(result: Step<http::Response<u32>>) -> bool {
@@ -599,7 +567,7 @@ fn debug_shows_no_token_and_no_proof() {
     let (state, nonces) = (state(Some(&key)), DpopNonces::default());
     let mut rng = StdRng::seed_from_u64(1);
     let now = UnixTime::from_secs(NOW);
-    let mut call = dpop_call(&state, &nonces);
+    let mut call = ApiCall::new(&state, &nonces, Method::POST, URL);
     let mut seen = vec![
         format!("{call:?}"),
         format!("{:?}", call.poll(now, &mut rng)),
