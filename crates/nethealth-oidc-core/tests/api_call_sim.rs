@@ -147,7 +147,6 @@ fn tokens(names: &[&str], dpop: bool) -> Vec<Result<(Arc<AccessToken>, HeaderVal
 /// The simulated driver: a `method` call to `url` of the session whose state is `state`, which hands out
 /// `session`'s credentials in order, to an API that answers `api` in order; the request can be sent again when
 /// `replayable`. Returns the result, the log and what was sent.
-#[expect(clippy::type_complexity, reason = "a test helper's plain tuple")]
 fn drive(
     (state, nonces): (&SessionState, &DpopNonces),
     (method, url): (Method, &str),
