@@ -8,14 +8,12 @@
 //! body either: it reads the status and headers ([`ResponseHead`]) and hands the response back untouched.
 //!
 //! ```text
-//!  Credentials ─▶ Send(token) ─▶ answer ─┬─ anything else ─────────────────────────────────────▶ Done(answer)
-//!      ▲                                 │
-//!      │                                 ├─ DPoP nonce challenge, first for this token ─▶ Send(token, nonce) ─▶ answer ...
+//!  Credentials ─▶ Send(token) ─▶ answer ─┬─ anything else ──────────────────────────────▶ Done(answer)
+//!      ▲                                 ├─ use_dpop_nonce, first for this token ─▶ Send(token, nonce) ─▶ answer ...
 //!      │                                 │  (a second one in a row: Done(Err(use_dpop_nonce)))
-//!      │                                 │
-//!      └─ token reported rejected ◀──────┴─ 401 Bearer error="invalid_token", first in this call
-//!         (same token back: Done(401))
-//!  a Send the driver cannot replay: Done(the last answer)
+//!      └── token_rejected ◀──────────────┴─ 401 Bearer invalid_token, first in this call
+//!          (the session hands back the same token: Done(401))
+//!  no copy to replay: Done(the last answer)
 //! ```
 //!
 //! The driver loop:
@@ -40,7 +38,9 @@
 //!   hands back the refused token, the `401` is returned: the refused token is never sent again. The token is
 //!   reported even when the request turns out not to be replayable, so that the next call has a renewed one.
 //! - So a call sends at most four requests (token, token + nonce, new token, new token + nonce).
-//! - Any other answer (a `403 insufficient_scope`, a `401` with another error, a `5xx`) is returned as it is.
+//! - Any other answer (a `403 insufficient_scope`, a `401` with another error, a `5xx`) is returned as it is. Only
+//!   a `Bearer` challenge's `invalid_token` renews (as the transports did before this machine): a resource server's
+//!   `DPoP error="invalid_token"` is returned as it is.
 
 use std::fmt;
 use std::sync::Arc;
@@ -77,13 +77,13 @@ impl<B> ResponseHead for http::Response<B> {
 
 /// The headers one attempt carries: `Authorization` (`Bearer` or `DPoP`), and a fresh DPoP proof when the token is
 /// DPoP-bound. Both are marked sensitive; `Debug` shows neither.
-pub struct Send {
+pub struct Attempt {
     authorization: HeaderValue,
     proof: Option<HeaderValue>,
     attempt: u8,
 }
 
-impl Send {
+impl Attempt {
     /// The `Authorization` header value.
     pub fn authorization(&self) -> &HeaderValue {
         &self.authorization
@@ -109,9 +109,9 @@ impl Send {
     }
 }
 
-impl fmt::Debug for Send {
+impl fmt::Debug for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Send")
+        f.debug_struct("Attempt")
             .field("attempt", &self.attempt)
             .field("authorization", &"[redacted]")
             .field("proof", &self.proof.as_ref().map(|_| "[redacted]"))
@@ -128,7 +128,7 @@ pub enum Step<R> {
     /// Send the request with these headers: the driver's own request the first time, a copy after that. Report
     /// the response with [`ApiCall::handle_response`], or [`ApiCall::handle_cannot_replay`] when there is no copy
     /// to send; then poll again.
-    Send(Send),
+    Send(Attempt),
     /// The call is over: hand this to the caller.
     Done(Result<R, Error>),
 }
@@ -372,7 +372,7 @@ impl<'a, R: ResponseHead> ApiCall<'a, R> {
         };
         self.sent += 1;
         self.waiting = Waiting::Response;
-        Step::Send(Send {
+        Step::Send(Attempt {
             authorization: current.header.clone(),
             proof,
             attempt: self.sent,
