@@ -23,6 +23,7 @@
 //! | [`id_token`] | ID-token validation |
 //! | [`userinfo`], [`revocation`], [`introspection`], [`end_session`] | the other endpoints |
 //! | [`lifecycle`] | the token lifecycle as a state machine |
+//! | [`resource`] | one API call with the session's token: the retry after `invalid_token`, DPoP proofs and nonces |
 //! | [`smart`] | SMART on FHIR: `/.well-known/smart-configuration`, the launch context |
 //!
 //! Errors from the provider are [`ResponseError`]s that keep apart "the provider said no", "the provider answered
@@ -47,6 +48,7 @@ pub mod outcome;
 pub mod par;
 pub mod registration;
 pub mod renewal;
+pub mod resource;
 pub mod retry;
 pub mod revocation;
 pub mod scope;

@@ -517,6 +517,37 @@ async fn an_api_401_invalid_token_refreshes_once_and_retries_once() {
     assert_eq!(kit.requests(Endpoint::Token), before + 1);
 }
 
+/// A body that cannot be sent twice: the `401` comes back (never a resend), and the refused token is still reported,
+/// so the next call has a renewed one without asking the API again.
+#[tokio::test]
+async fn an_api_401_on_a_request_that_cannot_be_replayed_is_returned() {
+    let kit = kit(confidential()).await;
+    let (_clock, client) = client_at(&kit).await;
+    let grant = login(&client, Consent::GrantAll).await.unwrap();
+    let session = client
+        .session(grant, SessionOptions::default())
+        .await
+        .unwrap();
+    kit.advance_clock(Duration::from_secs(3600));
+    let (tokens, calls) = (kit.requests(Endpoint::Token), kit.requests(Endpoint::Api));
+    let api = session.authorized(reqwest::Client::new());
+    let streamed = reqwest::Body::wrap(String::from("one pass only"));
+    let response = api
+        .send(api.get(kit.api_url()).body(streamed))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(kit.requests(Endpoint::Api), calls + 1, "never resent");
+    assert_eq!(
+        kit.requests(Endpoint::Token),
+        tokens + 1,
+        "the refused token was reported and renewed"
+    );
+    let response = api.send(api.get(kit.api_url())).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(kit.requests(Endpoint::Token), tokens + 1);
+}
+
 #[tokio::test]
 async fn bad_days_give_typed_errors_in_bounded_time() {
     let kit = kit(confidential()).await;
